@@ -1,0 +1,52 @@
+# Two commands matter: `make run` (serve on 127.0.0.1:8000) and `make test` (the whole suite).
+# Only Python 3.11+ and make are assumed; everything else is installed into .venv.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint format migrate token clean
+
+$(PY):
+	@$(PYTHON) scripts/check_python.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: $(PY) requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+.env:
+	@$(PY) scripts/dev_env.py
+
+run: $(VENV)/.runtime .env
+	@echo "Task API on http://$(HOST):$(PORT)  (docs: http://$(HOST):$(PORT)/docs)"
+	@echo "Get a development token:  make token   (or: make token USER_ID=alice)"
+	$(PY) -m uvicorn main:app --host $(HOST) --port $(PORT) --no-access-log --no-server-header
+
+token: $(VENV)/.runtime .env
+	@$(PY) scripts/dev_token.py $(USER_ID)
+
+test: $(VENV)/.dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy .
+
+format: $(VENV)/.dev
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+# Production: run once per release, before the new version serves (Neon: the direct host).
+migrate: $(VENV)/.runtime
+	$(PY) -m alembic upgrade head
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
