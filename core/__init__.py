@@ -1,0 +1,1 @@
+"""Cross-cutting pieces: configuration, the error contract, ASGI middleware."""

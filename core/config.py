@@ -1,0 +1,157 @@
+"""Settings from the environment (and an optional ``.env``), validated at start-up."""
+
+from functools import lru_cache
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_SQLITE_URL = "sqlite:///./tasks.db"
+MIN_SECRET_BYTES = 32
+
+# Placeholder secrets from our .env.example and from common tutorials. Production refuses them:
+# a secret that is printed in documentation protects nothing.
+KNOWN_EXAMPLE_SECRETS = frozenset(
+    {
+        "change-me-to-a-random-string-of-at-least-32-bytes",
+        "your-secret-key",
+        "your-better-auth-secret",
+        "better-auth-secret-12345678901234567890",
+        "secret",
+        "changeme",
+        "development-secret-change-me",
+    }
+)
+
+
+class ConfigurationError(RuntimeError):
+    """The service cannot start with this configuration; the message says what to set."""
+
+
+def origin_of(url: str) -> str:
+    """``https://auth.example.com/base/`` -> ``https://auth.example.com``: its iss and aud."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: Literal["development", "production"] = "production"
+    database_url: str = DEFAULT_SQLITE_URL
+
+    better_auth_secret: SecretStr | None = None
+    better_auth_url: str | None = None
+    better_auth_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
+
+    # Connections per process. Database work runs on exactly this many worker threads, so a
+    # request never holds a thread while it waits for a connection (see db.Database).
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=0, ge=0, le=200)
+    db_pool_timeout: float = Field(default=10.0, gt=0, le=120)
+    db_connect_timeout: int = Field(default=5, ge=1, le=60)
+
+    log_level: str = "INFO"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator(
+        "better_auth_url",
+        "better_auth_jwks_url",
+        "jwt_issuer",
+        "jwt_audience",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("better_auth_secret", mode="before")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value else value
+
+    @field_validator("better_auth_url", "better_auth_jwks_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("must be an absolute http(s) URL, e.g. https://app.example.com")
+        return value
+
+    @property
+    def jwks_url(self) -> str | None:
+        """Where Better Auth publishes its public keys; None disables the JWKS mode."""
+        if self.better_auth_jwks_url:
+            return self.better_auth_jwks_url
+        if self.better_auth_url:
+            return self.better_auth_url.rstrip("/") + "/api/auth/jwks"
+        return None
+
+    @property
+    def jwks_issuer(self) -> str | None:
+        """The issuer every JWKS-verified token must carry (pinned, never taken from the token)."""
+        if self.jwt_issuer:
+            return self.jwt_issuer
+        return origin_of(self.better_auth_url) if self.better_auth_url else None
+
+    @property
+    def jwks_audience(self) -> str | None:
+        if self.jwt_audience:
+            return self.jwt_audience
+        return origin_of(self.better_auth_url) if self.better_auth_url else None
+
+    @property
+    def secret_bytes(self) -> bytes | None:
+        if self.better_auth_secret is None:
+            return None
+        return self.better_auth_secret.get_secret_value().encode("utf-8")
+
+    def check_startup(self) -> list[str]:
+        """Refuse a production configuration that cannot be safe; return warnings otherwise."""
+        problems: list[str] = []
+        secret = self.secret_bytes
+        if self.jwks_url is None and secret is None:
+            problems.append(
+                "no authentication is configured: set BETTER_AUTH_URL (JWKS, recommended) "
+                "and/or BETTER_AUTH_SECRET (HS256 shared secret)"
+            )
+        if self.better_auth_jwks_url and not (self.jwks_issuer and self.jwks_audience):
+            problems.append(
+                "BETTER_AUTH_JWKS_URL is set without an issuer and audience to pin: "
+                "set BETTER_AUTH_URL, or JWT_ISSUER and JWT_AUDIENCE"
+            )
+        if secret is not None:
+            if len(secret) < MIN_SECRET_BYTES:
+                problems.append(
+                    f"BETTER_AUTH_SECRET is {len(secret)} bytes; use at least {MIN_SECRET_BYTES} "
+                    "(e.g. the output of `openssl rand -base64 32`)"
+                )
+            if secret.decode("utf-8").strip().lower() in KNOWN_EXAMPLE_SECRETS:
+                problems.append(
+                    "BETTER_AUTH_SECRET is a published example value; generate your own "
+                    "(e.g. `openssl rand -base64 32`)"
+                )
+        if self.environment == "production" and problems:
+            raise ConfigurationError(
+                "refusing to start in production: " + "; ".join(problems) + ". "
+                "Set ENVIRONMENT=development to run locally with a weak configuration."
+            )
+        return problems
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
