@@ -1,0 +1,39 @@
+"""Alembic environment: runs against the app's connection, or DATABASE_URL from the CLI."""
+
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy import Connection, text
+from sqlmodel import SQLModel
+
+import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from core.config import Settings
+from db import normalize_url
+
+config = context.config
+target_metadata = SQLModel.metadata
+
+# An arbitrary constant: concurrent start-ups (several replicas) take turns migrating.
+MIGRATION_LOCK_ID = 4_242_001
+
+
+def run(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+shared = config.attributes.get("connection")
+if shared is not None:
+    run(shared)
+else:
+    from sqlalchemy import create_engine
+
+    if config.config_file_name:
+        fileConfig(config.config_file_name, disable_existing_loggers=False)
+    engine = create_engine(normalize_url(Settings().database_url))
+    with engine.begin() as connection:
+        run(connection)
+    engine.dispose()
