@@ -1,0 +1,128 @@
+"""Engine, the unit-of-work runner, migrations.
+
+Concurrency model: handlers are ``async``; every database unit of work is one plain function run
+in a worker thread, holding a connection only inside that call. At most ``pool_size +
+max_overflow`` such calls run at once (a capacity limiter), so a thread never waits for a
+connection and a request never holds one across a thread hop. That is what rules out the
+classic FastAPI deadlock: sync endpoints + a ``yield`` session + a pool smaller than anyio's 40
+threads, where threads holding connections wait for threads waiting for connections.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from alembic import command
+from alembic.config import Config
+from fastapi import Request
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.engine import URL
+from sqlmodel import Session
+
+from core.config import Settings
+from core.errors import ServiceUnavailable
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent
+
+
+def normalize_url(raw: str) -> URL:
+    """Accept URLs as Neon and Heroku-style hosts print them (``postgres://``, ``postgresql://``)."""
+    if raw.startswith("postgres://"):
+        raw = "postgresql://" + raw.removeprefix("postgres://")
+    url = make_url(raw)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg2")
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def make_engine(settings: Settings) -> Engine:
+    url = normalize_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False},
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = settings.db_connect_timeout
+    return create_engine(
+        url,
+        connect_args=connect_args,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_pre_ping=True,  # a connection the server (or Neon's idle reaper) closed is replaced
+        pool_recycle=300,
+    )
+
+
+class Database:
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.capacity = settings.db_pool_size + settings.db_max_overflow
+        self.wait_timeout = settings.db_pool_timeout
+        self._slots: anyio.Semaphore | None = None
+        self._threads: anyio.CapacityLimiter | None = None
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one transaction on a worker thread; commit on return, roll back on error.
+
+        Waiting for a free connection is bounded (503 after ``db_pool_timeout``); once the work
+        has started it is never abandoned, so a write is either committed or rolled back, and the
+        answer says which.
+        """
+        if self._slots is None or self._threads is None:  # created inside the running loop
+            self._slots = anyio.Semaphore(self.capacity)
+            self._threads = anyio.CapacityLimiter(self.capacity)
+        with anyio.move_on_after(self.wait_timeout) as waiting:
+            await self._slots.acquire()
+        if waiting.cancelled_caught:
+            raise ServiceUnavailable("Database busy, retry shortly")
+        try:
+            # Own thread limiter, sized like the pool: database work neither takes nor waits for
+            # anyio's default 40 tokens.
+            return await anyio.to_thread.run_sync(self._transaction, work, limiter=self._threads)
+        finally:
+            self._slots.release()
+
+    def _transaction(self, work: Callable[[Session], T]) -> T:
+        with Session(self.engine) as session, session.begin():
+            return work(session)
+
+    async def ping(self) -> None:
+        await self.run(lambda session: session.execute(text("SELECT 1")))
+
+
+def alembic_config() -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the newest schema (idempotent; safe from several processes)."""
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
