@@ -1,0 +1,279 @@
+"""Better Auth token verification -> the caller's identity (the ``CurrentUser`` dependency).
+
+Two modes (SPEC.md), either or both:
+- JWKS: Better Auth's ``jwt()`` plugin signs with an asymmetric key published at
+  ``{BETTER_AUTH_URL}/api/auth/jwks``. Issuer and audience are pinned here, never read from the
+  token (without a base URL, Better Auth derives them from the request's Host header).
+- Shared secret: HS256 with ``BETTER_AUTH_SECRET`` (tokens minted by a Next.js route, or Better
+  Auth's session cookie cache with strategy "jwt", whose user id is ``session.userId``).
+
+The token's ``alg`` only chooses between these paths; each path has its own key and its own
+allow-list, so an HMAC token is never checked against public key material and ``none`` matches
+nothing. Identity comes from the verified token alone (FR-003).
+"""
+
+import asyncio
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx2 as httpx
+import jwt
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import HTTPBearer
+from starlette.exceptions import HTTPException
+
+from core.config import Settings
+from core.errors import ServiceUnavailable
+from models import USER_ID_MAX
+
+log = logging.getLogger("taskapi.auth")
+
+MAX_TOKEN_BYTES = 8192
+JWKS_MAX_BYTES = 256 * 1024
+# alg -> (JWK kty, allowed curves). The allow-list of SPEC.md; anything else is refused.
+ASYMMETRIC_ALGORITHMS: dict[str, tuple[str, frozenset[str] | None]] = {
+    "EdDSA": ("OKP", frozenset({"Ed25519"})),
+    "ES256": ("EC", frozenset({"P-256"})),
+    "ES512": ("EC", frozenset({"P-521"})),
+    "PS256": ("RSA", None),
+    "RS256": ("RSA", None),
+}
+# Header parameters that would let a token name its own key. Never fetched, never trusted.
+FORBIDDEN_HEADER_PARAMS = ("jku", "x5u", "jwk", "x5c", "crit")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    bearerFormat="JWT",
+    description="A Better Auth JWT (from /api/auth/token, or signed with BETTER_AUTH_SECRET).",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    id: str
+
+
+def unauthorized(detail: str, *, error: bool = True) -> HTTPException:
+    # RFC 6750 §3: no error code when the request carried no credentials at all.
+    challenge = 'Bearer error="invalid_token"' if error else "Bearer"
+    return HTTPException(401, detail, headers={"WWW-Authenticate": challenge})
+
+
+class KeysUnavailable(ServiceUnavailable):
+    def __init__(self) -> None:
+        super().__init__("Authentication keys are temporarily unavailable, retry shortly")
+
+
+class JwksCache:
+    """Better Auth's public keys, fetched without blocking the event loop.
+
+    Keys are cached for ``ttl`` seconds and kept past that if a refresh fails. An unknown ``kid``
+    (key rotation) triggers a refetch, at most once per ``min_refetch_interval`` seconds, so a
+    flood of forged kids cannot turn into a flood of requests to Better Auth.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        client: httpx.AsyncClient,
+        *,
+        ttl: float = 3600.0,
+        min_refetch_interval: float = 10.0,
+    ) -> None:
+        self.url = url
+        self._client = client
+        self._ttl = ttl
+        self._min_interval = min_refetch_interval
+        self._keys: dict[str, dict[str, Any]] = {}
+        self._parsed: dict[tuple[str, str], jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._attempted_at = float("-inf")
+        self._last_fetch_failed = False
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str, alg: str) -> jwt.PyJWK:
+        now = time.monotonic()
+        stale = self._fetched_at is None or now - self._fetched_at > self._ttl
+        if kid not in self._keys or stale:
+            await self._refresh(now)
+        jwk = self._keys.get(kid)
+        if jwk is None:
+            if self._last_fetch_failed:
+                raise KeysUnavailable()
+            raise unauthorized("Token signing key is unknown")
+        return self._parsed_key(kid, jwk, alg)
+
+    async def _refresh(self, requested_at: float) -> None:
+        async with self._lock:
+            if self._attempted_at >= requested_at:  # another request refreshed while we waited
+                return
+            if time.monotonic() - self._attempted_at < self._min_interval:
+                return
+            self._attempted_at = time.monotonic()
+            try:
+                keys = await self._fetch()
+            except (httpx.HTTPError, ValueError) as exc:
+                self._last_fetch_failed = True
+                log.warning(
+                    "JWKS fetch failed",
+                    extra={"jwks_url": self.url, "error": repr(exc)},
+                )
+                return
+            self._keys = keys
+            self._parsed.clear()
+            self._fetched_at = time.monotonic()
+            self._last_fetch_failed = False
+
+    async def _fetch(self) -> dict[str, dict[str, Any]]:
+        response = await self._client.get(self.url, headers={"Accept": "application/json"})
+        response.raise_for_status()
+        if len(response.content) > JWKS_MAX_BYTES:
+            raise ValueError("JWKS document too large")
+        document = response.json()
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+            raise ValueError("not a JWKS document")
+        return {
+            jwk["kid"]: jwk
+            for jwk in document["keys"]
+            if isinstance(jwk, dict) and isinstance(jwk.get("kid"), str)
+        }
+
+    def _parsed_key(self, kid: str, jwk: dict[str, Any], alg: str) -> jwt.PyJWK:
+        kty, curves = ASYMMETRIC_ALGORITHMS[alg]
+        fits = (
+            jwk.get("kty") == kty
+            and (curves is None or jwk.get("crv") in curves)
+            and jwk.get("alg", alg) == alg
+            and jwk.get("use", "sig") == "sig"
+        )
+        if not fits:
+            raise unauthorized("Token algorithm does not match its signing key")
+        parsed = self._parsed.get((kid, alg))
+        if parsed is None:
+            try:
+                parsed = jwt.PyJWK(jwk, algorithm=alg)
+            except jwt.PyJWTError:
+                log.warning("unusable key in JWKS", extra={"kid": kid})
+                raise unauthorized("Token signing key is unknown") from None
+            self._parsed[(kid, alg)] = parsed
+        return parsed
+
+
+_DECODE_ERRORS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "Token has expired"),
+    (jwt.ImmatureSignatureError, "Token is not yet valid"),
+    (jwt.InvalidIssuerError, "Token issuer is not accepted"),
+    (jwt.InvalidAudienceError, "Token audience is not accepted"),
+    (jwt.InvalidSignatureError, "Token signature is invalid"),
+    (jwt.InvalidIssuedAtError, "Token issued-at (iat) is invalid"),
+    (jwt.DecodeError, "Malformed token"),
+)
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings, jwks: JwksCache | None) -> None:
+        self._secret = settings.secret_bytes
+        self._jwks = jwks
+        self._jwks_issuer = settings.jwks_issuer
+        self._jwks_audience = settings.jwks_audience
+        # JWT_ISSUER / JWT_AUDIENCE, when set, bind HS256 tokens too.
+        self._hs_issuer = settings.jwt_issuer
+        self._hs_audience = settings.jwt_audience
+        self._leeway = settings.jwt_leeway_seconds
+
+    async def verify(self, token: str) -> Caller:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise unauthorized("Token is too large")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise unauthorized("Malformed token") from None
+        for param in FORBIDDEN_HEADER_PARAMS:
+            if param in header:
+                raise unauthorized(f"Token header parameter '{param}' is not accepted")
+        alg = header.get("alg")
+        if alg == "HS256" and self._secret is not None:
+            claims = self._decode(token, self._secret, alg, self._hs_issuer, self._hs_audience)
+            return Caller(_subject(claims, allow_session_cache=True))
+        if isinstance(alg, str) and alg in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
+            kid = header.get("kid")
+            if not isinstance(kid, str) or not kid:
+                raise unauthorized("Token header has no key id (kid)")
+            key = await self._jwks.key(kid, alg)
+            claims = self._decode(token, key, alg, self._jwks_issuer, self._jwks_audience)
+            return Caller(_subject(claims, allow_session_cache=False))
+        raise unauthorized("Token algorithm is not accepted")
+
+    def _decode(
+        self, token: str, key: Any, alg: str, issuer: str | None, audience: str | None
+    ) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                issuer=issuer,
+                audience=audience,
+                leeway=self._leeway,
+                options={"require": ["exp"], "verify_aud": audience is not None},
+            )
+        except jwt.MissingRequiredClaimError as exc:
+            raise unauthorized(f"Token has no '{exc.claim}' claim") from None
+        except jwt.PyJWTError as exc:
+            for kind, detail in _DECODE_ERRORS:
+                if isinstance(exc, kind):
+                    raise unauthorized(detail) from None
+            raise unauthorized("Invalid token") from None
+        return claims
+
+
+def _subject(claims: dict[str, Any], *, allow_session_cache: bool) -> str:
+    subject = claims.get("sub")
+    if subject is None and allow_session_cache:
+        # Better Auth's cookie-cache JWT has no sub: {session: {userId}, user: {id}}.
+        session, user = claims.get("session"), claims.get("user")
+        subject = session.get("userId") if isinstance(session, dict) else None
+        if isinstance(user, dict) and user.get("id", subject) != subject:
+            raise unauthorized("Token names two different users")
+    if (
+        not isinstance(subject, str)
+        or not 0 < len(subject) <= USER_ID_MAX
+        or subject != subject.strip()
+        or _UNSTORABLE.search(subject)
+    ):
+        raise unauthorized("Token has no valid subject (sub)")
+    return subject
+
+
+async def current_user(
+    request: Request,
+    # Declared for the OpenAPI security scheme; the header is parsed below for precise errors.
+    _scheme: Annotated[object, Security(bearer_scheme)] = None,
+) -> Caller:
+    header = request.headers.get("authorization")
+    if header is None:
+        raise unauthorized("Not authenticated: send Authorization: Bearer <token>", error=False)
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        raise unauthorized("Authorization header must use the Bearer scheme", error=False)
+    token = token.strip()
+    if not token:
+        raise unauthorized("Bearer token is empty")
+    verifier: TokenVerifier = request.app.state.verifier
+    return await verifier.verify(token)
+
+
+CurrentUser = Annotated[Caller, Depends(current_user)]
+
+
+async def path_user_is_caller(
+    user_id: Annotated[str, Path(description="Must equal the token's subject")],
+    caller: CurrentUser,
+) -> None:
+    """The ``/api/{user_id}/tasks`` alias: the path may only repeat the token's identity."""
+    if user_id != caller.id:
+        raise HTTPException(403, "The user id in the path does not match the token")
