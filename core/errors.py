@@ -1,0 +1,110 @@
+"""The error contract: every error is JSON ``{"detail": str}``, validation adds ``errors``.
+
+Status codes (SPEC.md): 400 validation and malformed input (never FastAPI's 422), 401 auth,
+403 path-user mismatch, 404 missing or not yours, 413 body too large, 500 unexpected,
+503 database or JWKS unavailable (with Retry-After).
+"""
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException
+
+from schemas import ErrorBody
+
+log = logging.getLogger("taskapi.errors")
+
+RETRY_AFTER_SECONDS = "2"
+
+
+class ServiceUnavailable(HTTPException):
+    """A dependency (database, JWKS) is down: 503 with Retry-After, so clients retry later."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(503, detail, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def error_response(
+    status: int, detail: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+# What the OpenAPI document lists for every task operation.
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        400: "Invalid input: the detail says what to correct",
+        401: "Missing, malformed, expired or untrusted token",
+        403: "The user id in the path is not the token's subject",
+        404: "No such task for this user",
+        413: "Request body over 1 MiB",
+        503: "Database or key server unavailable; retry after Retry-After seconds",
+    }
+    return {s: {"model": ErrorBody, "description": descriptions[s]} for s in statuses}
+
+
+_BODY_MESSAGES = {
+    "json_invalid": "request body is not valid JSON",
+    "missing": "request body is required",
+    "model_attributes_type": "request body must be a JSON object",
+    "dict_type": "request body must be a JSON object",
+    "model_type": "request body must be a JSON object",
+}
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc: Sequence[Any] = error.get("loc", ())
+    kind = str(error.get("type", ""))
+    if tuple(loc) == ("body",) or (kind == "json_invalid" and loc[:1] == ("body",)):
+        return _BODY_MESSAGES.get(kind, f"request body: {error.get('msg', 'invalid')}")
+    where = ".".join(str(part) for part in loc[1:]) or str(loc[0] if loc else "request")
+    return f"{where}: {error.get('msg', 'invalid')}"
+
+
+def validation_body(errors: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    # Never echo the input back: it may be huge, or hold what the caller should not have sent.
+    items = [
+        {
+            "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in errors
+    ]
+    detail = "; ".join(dict.fromkeys(_describe(e) for e in items)) or "invalid request"
+    return {"detail": detail, "errors": items}
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(validation_body(exc.errors()), status_code=400)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail), exc.headers)
+
+
+async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The driver's message can hold host names and SQL: it goes to the log, not to the client.
+    log.warning("database unavailable: %s", type(exc).__name__, exc_info=exc)
+    return error_response(
+        503, "Database unavailable, retry shortly", {"Retry-After": RETRY_AFTER_SECONDS}
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(HTTPException, _on_http_error)
+    # Connection refused or dropped, pool exhausted: the database, not the request, is at fault.
+    for exc_type in (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.TimeoutError,
+    ):
+        app.add_exception_handler(exc_type, _on_database_unavailable)

@@ -1,0 +1,93 @@
+"""The application factory: settings, middleware, error handlers, routers. Nothing else."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import Any
+
+import httpx2 as httpx
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from auth import JwksCache, TokenVerifier
+from core.config import Settings, get_settings
+from core.errors import install_error_handlers
+from core.logs import configure_logging
+from core.middleware import (
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    UnhandledErrorMiddleware,
+)
+from db import Database, make_engine, migrate
+from routes import health, tasks
+
+log = logging.getLogger("taskapi")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    for warning in settings.check_startup():  # raises ConfigurationError in production
+        log.warning("insecure configuration (development only): %s", warning)
+
+    engine = make_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.environment == "development":
+            migrate(engine)  # production migrates once, before rollout: `make migrate`
+        async with httpx.AsyncClient(timeout=5.0, follow_redirects=False) as client:
+            jwks = JwksCache(settings.jwks_url, client) if settings.jwks_url else None
+            app.state.verifier = TokenVerifier(settings, jwks)
+            yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Task API",
+        version="1.0.0",
+        description="Per-user tasks for Next.js + Better Auth apps. Send a Bearer JWT.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = Database(engine, settings)
+
+    install_error_handlers(app)
+    # Added innermost first. Outermost: request id and access log, then CORS (so every answer,
+    # 413 and 500 included, carries CORS headers), then the 500 catch-all, then the body limit.
+    app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(UnhandledErrorMiddleware)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        expose_headers=[
+            "X-Total-Count",
+            "Link",
+            "Location",
+            "X-Request-ID",
+            "Retry-After",
+        ],
+        max_age=600,
+    )
+    app.add_middleware(RequestContextMiddleware)
+
+    app.include_router(health.router)
+    app.include_router(tasks.router)
+    app.include_router(tasks.user_path_router)
+    return app
+
+
+
+@lru_cache(maxsize=1)
+def _default_app() -> FastAPI:
+    return create_app()
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn main:app` builds the app from the environment on first access; importing this
+    # module (tests, tools) reads no configuration and opens nothing.
+    if name == "app":
+        return _default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

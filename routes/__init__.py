@@ -1,0 +1,1 @@
+"""HTTP routes: the task endpoints and the health probes."""

@@ -1,0 +1,294 @@
+"""The task endpoints, under ``/api/tasks`` and the ``/api/{user_id}/tasks`` alias.
+
+Isolation by construction: every statement below starts from ``owned_by(caller)``; another
+user's row is never in it, so it answers 404 exactly like a missing one (FR-007, US1-3).
+Every write is one statement (``INSERT/UPDATE/DELETE ... RETURNING``): the toggle is atomic and
+no read-modify-write race can lose an update. Handlers return database rows, which FastAPI
+validates once against the response model and serializes once, in pydantic's Rust core.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.sql import Select
+from sqlmodel import Session
+from starlette.exceptions import HTTPException
+
+from auth import Caller, CurrentUser, path_user_is_caller
+from core.errors import error_responses
+from db import Database, get_database
+from models import tasks, utc_now
+from schemas import (
+    MAX_BIGINT,
+    Cursor,
+    TaskCompletion,
+    TaskCreate,
+    TaskListQuery,
+    TaskPublic,
+    TaskUpdate,
+)
+
+_COMMON = error_responses(400, 401, 503)
+router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=_COMMON)
+# Compatibility alias for hackathon-style frontends. The path may only repeat the token's
+# subject (else 403); identity still comes from the token alone.
+user_path_router = APIRouter(
+    prefix="/api/{user_id}/tasks",
+    tags=["tasks (user path alias)"],
+    responses={**_COMMON, **error_responses(403)},
+    dependencies=[Depends(path_user_is_caller)],
+)
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def endpoint(
+    method: str, path: str, *, name: str | None = None, **options: Any
+) -> Callable[[Handler], Handler]:
+    """Register a handler under /api/tasks and under the /api/{user_id}/tasks alias."""
+
+    def register(handler: Handler) -> Handler:
+        operation = name or handler.__name__
+        for target, operation_id in (
+            (router, operation),
+            (user_path_router, f"{operation}_user_path"),
+        ):
+            target.add_api_route(
+                path,
+                handler,
+                methods=[method],
+                name=operation_id,
+                operation_id=operation_id,
+                **options,
+            )
+        return handler
+
+    return register
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+TaskId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="The task's id")]
+ListQuery = Annotated[TaskListQuery, Query()]
+
+# Exactly the columns of TaskPublic: queries select what they return and nothing more.
+PUBLIC = tuple(tasks.c[name] for name in TaskPublic.model_fields)
+SORT_COLUMNS = {
+    "created": tasks.c.created_at,
+    "updated": tasks.c.updated_at,
+    "title": tasks.c.title,
+}
+NOT_FOUND = error_responses(404)
+WITH_BODY = error_responses(404, 413)
+
+
+def owned_by(caller: Caller) -> ColumnElement[bool]:
+    """The one place that says which rows a caller may see or change."""
+    return tasks.c.user_id == caller.id
+
+
+def found(row: Row[Any] | None) -> Row[Any]:
+    if row is None:
+        raise HTTPException(404, "Task not found")
+    return row
+
+
+# ---- units of work: each runs in one transaction on a database thread ---------------------------
+
+
+def _filtered(caller: Caller, query: TaskListQuery) -> ColumnElement[bool]:
+    if query.status_value == "all":
+        return owned_by(caller)
+    return and_(owned_by(caller), tasks.c.completed.is_(query.status_value == "completed"))
+
+
+def _page_statement(caller: Caller, query: TaskListQuery) -> Select[Any]:
+    scope = _filtered(caller, query)
+    key = SORT_COLUMNS[query.sort_key]
+    page = select(*PUBLIC).where(scope)
+    if (position := query.position) is not None:
+        row_value = tuple_(key, tasks.c.id)
+        after = tuple_(literal(position.value, key.type), literal(position.id, tasks.c.id.type))
+        page = page.where(row_value < after if query.descending else row_value > after)
+    order = (key.desc(), tasks.c.id.desc()) if query.descending else (key.asc(), tasks.c.id.asc())
+    # The total rides along as an uncorrelated scalar subquery (evaluated once), and one extra
+    # row tells whether a next page exists: a page is a single round trip.
+    total = select(func.count()).select_from(tasks).where(scope).scalar_subquery()
+    return (
+        page.add_columns(total.label("total"))
+        .order_by(*order)
+        .offset(query.offset)
+        .limit(query.limit + 1)
+    )
+
+
+def _list(session: Session, caller: Caller, query: TaskListQuery) -> tuple[Sequence[Row[Any]], int]:
+    rows = session.execute(_page_statement(caller, query)).all()
+    if rows:
+        return rows, int(rows[0].total)
+    # An empty page (past the end) still reports the total.
+    count = select(func.count()).select_from(tasks).where(_filtered(caller, query))
+    return rows, int(session.execute(count).scalar_one())
+
+
+def _get(session: Session, caller: Caller, task_id: int) -> Row[Any] | None:
+    statement = select(*PUBLIC).where(owned_by(caller), tasks.c.id == task_id)
+    return session.execute(statement).one_or_none()
+
+
+def _update(
+    session: Session, caller: Caller, task_id: int, values: dict[str, Any]
+) -> Row[Any] | None:
+    """Apply ``values`` in one UPDATE; ``updated_at`` moves only if something really changed."""
+    if not values:
+        return _get(session, caller, task_id)
+    changed = or_(*(tasks.c[name].is_distinct_from(value) for name, value in values.items()))
+    statement = (
+        update(tasks)
+        .where(owned_by(caller), tasks.c.id == task_id)
+        .values(**values, updated_at=case((changed, utc_now()), else_=tasks.c.updated_at))
+        .returning(*PUBLIC)
+    )
+    return session.execute(statement).one_or_none()
+
+
+def _next_link(request: Request, query: TaskListQuery, last: Row[Any]) -> str:
+    cursor = Cursor(
+        sort=query.sort_key,
+        desc=query.descending,
+        status=query.status_value,
+        value=getattr(last, SORT_COLUMNS[query.sort_key].name),
+        id=last.id,
+    )
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "offset")]
+    params = request.query_params.__class__([*kept, ("cursor", cursor.encode())])
+    return f'<{request.url.path}?{params}>; rel="next"'
+
+
+# ---- endpoints ---------------------------------------------------------------------------------
+
+
+@endpoint("GET", "", response_model=list[TaskPublic], summary="List the caller's tasks")
+async def list_tasks(
+    caller: CurrentUser,
+    database: DatabaseDep,
+    query: ListQuery,
+    request: Request,
+    response: Response,
+) -> Sequence[Row[Any]]:
+    """A bare JSON array, newest first by default. ``X-Total-Count`` counts every task matching
+    the filter; ``Link: <...>; rel="next"`` carries a keyset cursor when there is another page."""
+    rows, total = await database.run(lambda session: _list(session, caller, query))
+    response.headers["X-Total-Count"] = str(total)
+    if len(rows) > query.limit:
+        rows = rows[: query.limit]
+        response.headers["Link"] = _next_link(request, query, rows[-1])
+    return rows
+
+
+@endpoint(
+    "POST",
+    "",
+    status_code=201,
+    response_model=TaskPublic,
+    responses=error_responses(413),
+    summary="Create a task",
+)
+async def create_task(
+    body: TaskCreate,
+    caller: CurrentUser,
+    database: DatabaseDep,
+    request: Request,
+    response: Response,
+) -> Row[Any]:
+    now = utc_now()
+    statement = (
+        insert(tasks)
+        .values(user_id=caller.id, **body.model_dump(), created_at=now, updated_at=now)
+        .returning(*PUBLIC)
+    )
+    row = await database.run(lambda session: session.execute(statement).one())
+    response.headers["Location"] = f"{request.url.path.rstrip('/')}/{row.id}"
+    return row
+
+
+@endpoint(
+    "GET",
+    "/{task_id}",
+    response_model=TaskPublic,
+    responses=NOT_FOUND,
+    summary="Get one task",
+)
+async def get_task(task_id: TaskId, caller: CurrentUser, database: DatabaseDep) -> Row[Any]:
+    return found(await database.run(lambda session: _get(session, caller, task_id)))
+
+
+@endpoint(
+    "PUT",
+    "/{task_id}",
+    response_model=TaskPublic,
+    responses=WITH_BODY,
+    summary="Update a task",
+)
+@endpoint(
+    "PATCH",
+    "/{task_id}",
+    name="patch_task",
+    response_model=TaskPublic,
+    responses=WITH_BODY,
+    summary="Update a task",
+)
+async def update_task(
+    task_id: TaskId, body: TaskUpdate, caller: CurrentUser, database: DatabaseDep
+) -> Row[Any]:
+    """Partial update: only the fields sent change (frontends send ``Partial<Task>``);
+    ``"description": null`` clears the description."""
+    changes = body.changes()
+    return found(await database.run(lambda session: _update(session, caller, task_id, changes)))
+
+
+@endpoint(
+    "PATCH",
+    "/{task_id}/complete",
+    response_model=TaskPublic,
+    responses=WITH_BODY,
+    summary="Toggle completion, or set it",
+)
+async def complete_task(
+    task_id: TaskId,
+    caller: CurrentUser,
+    database: DatabaseDep,
+    body: Annotated[TaskCompletion | None, Body()] = None,
+) -> Row[Any]:
+    """No body (or no ``completed``): toggle, atomically. ``{"completed": true|false}``: set it
+    (idempotent: repeating it changes nothing, not even ``updated_at``)."""
+    wanted = body.completed if body is not None else None
+    values = {"completed": ~tasks.c.completed if wanted is None else wanted}
+    return found(await database.run(lambda session: _update(session, caller, task_id, values)))
+
+
+@endpoint(
+    "DELETE",
+    "/{task_id}",
+    response_model=TaskPublic,
+    responses=NOT_FOUND,
+    summary="Delete a task",
+)
+async def delete_task(task_id: TaskId, caller: CurrentUser, database: DatabaseDep) -> Row[Any]:
+    """Answers 200 with the deleted task (clients that parse every success as JSON keep working);
+    deleting it again is 404."""
+    statement = delete(tasks).where(owned_by(caller), tasks.c.id == task_id).returning(*PUBLIC)
+    return found(await database.run(lambda session: session.execute(statement).one_or_none()))

@@ -1,0 +1,260 @@
+"""Request and response shapes. Validation lives here, on the fields, once."""
+
+import base64
+import binascii
+import json
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from models import DESCRIPTION_MAX, TITLE_MAX
+
+MAX_BIGINT = 2**63 - 1
+
+# NUL cannot be stored in PostgreSQL text; a lone surrogate cannot be encoded as UTF-8. Both
+# would otherwise surface as a driver error (a 500), so they are input errors here.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: str) -> str:
+    if _UNSTORABLE.search(value):
+        raise PydanticCustomError(
+            "unstorable_character",
+            "must not contain NUL characters or unpaired surrogates",
+        )
+    return value
+
+
+def _title(value: str) -> str:
+    value = _storable(value).strip()
+    if not 1 <= len(value) <= TITLE_MAX:
+        raise PydanticCustomError(
+            "title_length",
+            "must be 1 to {max} characters after trimming surrounding whitespace",
+            {"max": TITLE_MAX},
+        )
+    return value
+
+
+def _description(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) > DESCRIPTION_MAX:
+        raise PydanticCustomError(
+            "description_length",
+            "must be at most {max} characters",
+            {"max": DESCRIPTION_MAX},
+        )
+    return _storable(value)
+
+
+Title = Annotated[StrictStr, AfterValidator(_title), Field(examples=["Buy milk"])]
+Description = Annotated[StrictStr | None, AfterValidator(_description)]
+
+
+class _Body(BaseModel):
+    # Frontends send whole task objects (priority, due_date, id, user_id, ...): unknown fields are
+    # ignored, and identity or timestamps in a body can never change anything.
+    model_config = ConfigDict(extra="ignore")
+
+
+class TaskCreate(_Body):
+    title: Title
+    description: Description = None
+    completed: StrictBool = False
+
+
+class TaskUpdate(_Body):
+    """Partial update (PUT and PATCH alike): only the fields sent change.
+
+    ``description: null`` clears the description; ``title`` and ``completed`` cannot be null.
+    """
+
+    title: Title | None = None
+    description: Description = None
+    completed: StrictBool | None = None
+
+    @field_validator("title", "completed", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Runs only for fields that were sent: absent means "unchanged", null is an error.
+        if value is None:
+            raise PydanticCustomError(
+                "null_not_allowed", "cannot be null; omit it to leave it unchanged"
+            )
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class TaskCompletion(_Body):
+    """Body of PATCH .../complete: a boolean sets the state; absent or null toggles it."""
+
+    completed: StrictBool | None = None
+
+
+class TaskPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    user_id: str
+    title: str
+    description: str | None
+    completed: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    detail: str
+    errors: list[ErrorItem] | None = None
+
+
+# ---- listing -----------------------------------------------------------------------------------
+
+SortKey = Literal["created", "updated", "title"]
+StatusValue = Literal["all", "pending", "completed"]
+# Each key's natural direction: dates newest first, titles A to Z. "-key" or order=desc sorts
+# descending, order=asc ascending.
+_SORT_KEYS: dict[str, SortKey] = {"created": "created", "updated": "updated", "title": "title"}
+_NATURAL_DESCENDING: dict[str, bool] = {
+    "created": True,
+    "updated": True,
+    "title": False,
+}
+
+
+class Cursor(BaseModel):
+    """Position after the last row of a page: its sort value and id, plus what it was sorted by."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sort: SortKey
+    desc: bool
+    status: StatusValue
+    value: str | datetime
+    id: int = Field(ge=1, le=MAX_BIGINT)
+
+    def encode(self) -> str:
+        raw = self.model_dump_json().encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    @classmethod
+    def decode(cls, token: str) -> "Cursor":
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            data = json.loads(raw)
+            cursor = cls.model_validate(data)
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise PydanticCustomError(
+                "cursor_invalid", "cursor is not one this API issued"
+            ) from None
+        if cursor.sort in ("created", "updated") and not isinstance(cursor.value, datetime):
+            raise PydanticCustomError("cursor_invalid", "cursor is not one this API issued")
+        if isinstance(cursor.value, str):
+            _storable(cursor.value)
+        return cursor
+
+
+class TaskListQuery(BaseModel):
+    """Query parameters of GET /api/tasks, with the aliases frontends already send."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: StatusValue | None = Field(default=None, description="all, pending or completed")
+    status_filter: StatusValue | None = Field(default=None, description="alias of status")
+    completed: bool | None = Field(default=None, description="true = completed, false = pending")
+    sort: Literal["created", "updated", "title", "-created", "-updated", "-title"] | None = Field(
+        default=None,
+        description="created (default, newest first), updated or title; '-' = descending",
+    )
+    order: Literal["asc", "desc"] | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=MAX_BIGINT)
+    cursor: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="opaque; from the Link: rel=next header",
+    )
+
+    _position: "Cursor | None" = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        wanted = {s for s in (self.status, self.status_filter) if s is not None}
+        if self.completed is not None:
+            wanted.add("completed" if self.completed else "pending")
+        if len(wanted) > 1:
+            raise PydanticCustomError(
+                "conflicting_filters", "status, status_filter and completed disagree"
+            )
+        if self.sort and self.sort.startswith("-") and self.order == "asc":
+            raise PydanticCustomError(
+                "conflicting_sort",
+                "sort={sort} is descending but order=asc",
+                {"sort": self.sort},
+            )
+        if self.cursor is not None:
+            if self.offset:
+                raise PydanticCustomError(
+                    "conflicting_paging", "use either cursor or offset, not both"
+                )
+            self._position = self._check_cursor(Cursor.decode(self.cursor))
+        return self
+
+    def _check_cursor(self, cursor: "Cursor") -> "Cursor":
+        if (cursor.sort, cursor.desc, cursor.status) != (
+            self.sort_key,
+            self.descending,
+            self.status_value,
+        ):
+            raise PydanticCustomError(
+                "cursor_mismatch",
+                "cursor was issued for a different sort, order or status filter",
+            )
+        return cursor
+
+    @property
+    def position(self) -> "Cursor | None":
+        """Where this page starts (after the cursor's row), or None for the first page."""
+        return self._position
+
+    @property
+    def status_value(self) -> StatusValue:
+        return (
+            self.status
+            or self.status_filter
+            or ("all" if self.completed is None else "completed" if self.completed else "pending")
+        )
+
+    @property
+    def sort_key(self) -> SortKey:
+        return _SORT_KEYS[(self.sort or "created").lstrip("-")]
+
+    @property
+    def descending(self) -> bool:
+        if self.sort and self.sort.startswith("-"):
+            return True
+        if self.order is not None:
+            return self.order == "desc"
+        return _NATURAL_DESCENDING[self.sort_key]
