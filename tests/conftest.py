@@ -1,0 +1,195 @@
+"""Fixtures: a real PostgreSQL, a SQLite file, real keys and a JWKS server, app clients.
+
+PostgreSQL: the server named by TEST_DATABASE_URL when set (CI: 127.0.0.1:5432), else an
+embedded PostgreSQL 16 from the ``pgserver`` package in a temp dir. Either way the suite creates
+its own throwaway database on it, migrates it with Alembic (so the migrations are tested), and
+drops it at the end. Each test starts from an empty table (per-test cleanup: the app works from
+its own threads and connections, so a wrapping transaction could not isolate it).
+"""
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, delete, select
+from sqlalchemy.engine import make_url
+
+from core.config import Settings
+from db import migrate, normalize_url
+from main import create_app
+from models import tasks
+from tests.keys import ALICE, ASYMMETRIC, SECRET, JwksServer, bearer, generate_key, mint
+
+# The suite configures everything explicitly; nothing from the developer's shell leaks in.
+for _name in (
+    "ENVIRONMENT",
+    "DATABASE_URL",
+    "BETTER_AUTH_SECRET",
+    "BETTER_AUTH_URL",
+    "BETTER_AUTH_JWKS_URL",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "CORS_ORIGINS",
+):
+    os.environ.pop(_name, None)
+
+FRONTEND = "http://localhost:3000"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import pgserver  # embedded PostgreSQL: real server binaries shipped in a PyPI wheel
+
+    data_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"taskapi-pg-{uuid.uuid4().hex[:8]}"
+    server = pgserver.get_server(data_dir, cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def _admin_engine(server_url: str) -> Engine:
+    return create_engine(normalize_url(server_url), isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def pg_url(postgres_server: str) -> Iterator[str]:
+    """A fresh database on the test server, migrated to head, dropped afterwards."""
+    name = f"taskapi_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine(postgres_server)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = normalize_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    engine = create_engine(url)
+    migrate(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'tasks.db'}"
+    engine = create_engine(url)
+    migrate(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def signing_keys() -> dict[str, Any]:
+    return {alg: generate_key(alg) for alg in ASYMMETRIC}
+
+
+@pytest.fixture(scope="session")
+def jwks_server(signing_keys: dict[str, Any]) -> Iterator[JwksServer]:
+    server = JwksServer(list(signing_keys.values())).start()
+    yield server
+    server.stop()
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "environment": "production",
+        "database_url": database_url,
+        "better_auth_secret": SECRET,
+        "cors_origins": FRONTEND,
+        "db_pool_size": 4,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+def app_factory(
+    jwks_server: JwksServer, pg_url: str
+) -> Iterator[Callable[..., TestClient]]:
+    """Build a started app with custom settings; both auth modes are on unless overridden."""
+    clients: list[TestClient] = []
+
+    def build(database_url: str | None = None, **overrides: Any) -> TestClient:
+        overrides.setdefault("better_auth_url", jwks_server.base_url)
+        client = TestClient(create_app(make_settings(database_url or pg_url, **overrides)))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def _clean(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(delete(tasks))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session", params=["postgresql", "sqlite"])
+def backend_url(request: pytest.FixtureRequest, pg_url: str, sqlite_url: str) -> str:
+    """API tests run once on PostgreSQL (production) and once on SQLite (the local default)."""
+    return pg_url if request.param == "postgresql" else sqlite_url
+
+
+@pytest.fixture(scope="session")
+def _backend_client(backend_url: str, jwks_server: JwksServer) -> Iterator[TestClient]:
+    settings = make_settings(backend_url, better_auth_url=jwks_server.base_url)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def client(_backend_client: TestClient, backend_url: str) -> Iterator[TestClient]:
+    _clean(backend_url)
+    yield _backend_client
+
+
+@pytest.fixture(scope="session")
+def _pg_client(pg_url: str, jwks_server: JwksServer) -> Iterator[TestClient]:
+    settings = make_settings(pg_url, better_auth_url=jwks_server.base_url)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def pg_client(_pg_client: TestClient, pg_url: str) -> Iterator[TestClient]:
+    """For behaviour that does not depend on the database engine (auth, headers, docs)."""
+    _clean(pg_url)
+    yield _pg_client
+
+
+@pytest.fixture
+def db_rows(client: TestClient, backend_url: str) -> Callable[[], list[tuple[Any, ...]]]:
+    """Every row of the tasks table, for asserting that a rejected request changed nothing."""
+
+    def read() -> list[tuple[Any, ...]]:
+        engine = create_engine(backend_url)
+        with engine.connect() as conn:
+            rows = [tuple(r) for r in conn.execute(select(tasks).order_by(tasks.c.id))]
+        engine.dispose()
+        return rows
+
+    return read
+
+
+@pytest.fixture
+def alice() -> dict[str, str]:
+    return bearer(mint(ALICE))
+
+
+def database_name(url: str) -> str:
+    return str(make_url(url).database)
