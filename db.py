@@ -19,6 +19,7 @@ from alembic.config import Config
 from fastapi import Request
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
+from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
 from core.config import Settings
@@ -48,6 +49,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_engine(settings: Settings) -> Engine:
     url = normalize_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        # One in-memory database shared by every thread: one connection, used by one at a time.
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False},
+            poolclass=StaticPool,
+            hide_parameters=True,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
     if url.get_backend_name() == "sqlite":
         engine = create_engine(
             url,
@@ -55,6 +66,7 @@ def make_engine(settings: Settings) -> Engine:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout,
+            hide_parameters=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -69,13 +81,15 @@ def make_engine(settings: Settings) -> Engine:
         pool_timeout=settings.db_pool_timeout,
         pool_pre_ping=True,  # a connection the server (or Neon's idle reaper) closed is replaced
         pool_recycle=300,
+        hide_parameters=True,  # user data stays out of exception messages and logs
     )
 
 
 class Database:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
-        self.capacity = settings.db_pool_size + settings.db_max_overflow
+        shared = isinstance(engine.pool, StaticPool)
+        self.capacity = 1 if shared else settings.db_pool_size + settings.db_max_overflow
         self.wait_timeout = settings.db_pool_timeout
         self._slots: anyio.Semaphore | None = None
         self._threads: anyio.CapacityLimiter | None = None

@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from auth import JwksCache, TokenVerifier
 from core.config import Settings, get_settings
-from core.errors import install_error_handlers
+from core.errors import drop_422_from_openapi, install_error_handlers
 from core.logs import configure_logging
 from core.middleware import (
     BodySizeLimitMiddleware,
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database = Database(engine, settings)
 
     install_error_handlers(app)
+    drop_422_from_openapi(app)
     # Added innermost first. Outermost: request id and access log, then CORS (so every answer,
     # 413 and 500 included, carries CORS headers), then the 500 catch-all, then the body limit.
     app.add_middleware(BodySizeLimitMiddleware)
@@ -77,7 +78,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(tasks.user_path_router)
     return app
-
 
 
 @lru_cache(maxsize=1)

@@ -108,3 +108,22 @@ def install_error_handlers(app: FastAPI) -> None:
         sa_exc.TimeoutError,
     ):
         app.add_exception_handler(exc_type, _on_database_unavailable)
+
+
+def drop_422_from_openapi(app: FastAPI) -> None:
+    """FastAPI documents 422 for validation errors; this API answers 400 (listed per route)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            for item in document.get("paths", {}).values():
+                for operation in item.values():
+                    operation.get("responses", {}).pop("422", None)
+            schemas = document.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -14,12 +14,12 @@ PLACEHOLDER = "change-me-to-a-random-string-of-at-least-32-bytes"
 def main() -> int:
     target = ROOT / ".env"
     if target.exists():
-        print(f"{target.name} exists; leaving it as it is.")
+        print(f"{target.name} exists; leaving it as it is.", file=sys.stderr)
         return 0
     text = (ROOT / ".env.example").read_text(encoding="utf-8")
     target.write_text(text.replace(PLACEHOLDER, secrets.token_urlsafe(48)), encoding="utf-8")
     target.chmod(0o600)
-    print("Created .env for local development (SQLite, a random BETTER_AUTH_SECRET).")
+    print("Created .env for development: SQLite and a random BETTER_AUTH_SECRET.", file=sys.stderr)
     return 0
 
 

@@ -13,7 +13,7 @@ import jwt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.config import Settings  # noqa: E402
+from core.config import Settings
 
 
 def main() -> int:
@@ -24,7 +24,7 @@ def main() -> int:
     settings = Settings()
     secret = settings.secret_bytes
     if secret is None:
-        print("BETTER_AUTH_SECRET is not set (run `make run` once to create .env).", file=sys.stderr)
+        print("BETTER_AUTH_SECRET is not set: run `make run` once to create .env", file=sys.stderr)
         return 1
     now = int(time.time())
     claims: dict[str, object] = {"sub": args.user_id, "iat": now, "exp": now + 60 * args.minutes}
