@@ -114,9 +114,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def app_factory(
-    jwks_server: JwksServer, pg_url: str
-) -> Iterator[Callable[..., TestClient]]:
+def app_factory(jwks_server: JwksServer, pg_url: str) -> Iterator[Callable[..., TestClient]]:
     """Build a started app with custom settings; both auth modes are on unless overridden."""
     clients: list[TestClient] = []
 
@@ -153,9 +151,9 @@ def _backend_client(backend_url: str, jwks_server: JwksServer) -> Iterator[TestC
 
 
 @pytest.fixture
-def client(_backend_client: TestClient, backend_url: str) -> Iterator[TestClient]:
+def client(_backend_client: TestClient, backend_url: str) -> TestClient:
     _clean(backend_url)
-    yield _backend_client
+    return _backend_client
 
 
 @pytest.fixture(scope="session")
@@ -166,10 +164,10 @@ def _pg_client(pg_url: str, jwks_server: JwksServer) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def pg_client(_pg_client: TestClient, pg_url: str) -> Iterator[TestClient]:
+def pg_client(_pg_client: TestClient, pg_url: str) -> TestClient:
     """For behaviour that does not depend on the database engine (auth, headers, docs)."""
     _clean(pg_url)
-    yield _pg_client
+    return _pg_client
 
 
 @pytest.fixture
@@ -193,3 +191,76 @@ def alice() -> dict[str, str]:
 
 def database_name(url: str) -> str:
     return str(make_url(url).database)
+
+
+class LiveServer:
+    """The real thing: ``uvicorn main:app`` in a subprocess on 127.0.0.1, stopped by its PID."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--no-access-log", "--no-server-header"]
+        import tempfile
+
+        # A file, not a pipe: it never fills up and blocks the server. Closed in stop().
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            command,
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**os.environ, **env},
+            stdout=self.log,
+            stderr=self.log,
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        import time
+
+        import httpx2
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"server exited: {self.log.read()}")
+            try:
+                if httpx2.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx2.TransportError:
+                time.sleep(0.1)
+        raise TimeoutError("server did not become ready")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except Exception:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(pg_url: str) -> Iterator[LiveServer]:
+    """The API served by uvicorn against the test PostgreSQL, with a deliberately small pool."""
+    server = LiveServer(
+        {
+            "ENVIRONMENT": "production",
+            "DATABASE_URL": pg_url,
+            "BETTER_AUTH_SECRET": SECRET,
+            "DB_POOL_SIZE": "2",
+            "DB_POOL_TIMEOUT": "5",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

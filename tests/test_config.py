@@ -1,0 +1,139 @@
+"""Configuration: the SPEC.md variables, production refusals, URL handling, dev helpers."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.config import ConfigurationError, Settings
+from db import normalize_url
+from main import create_app
+from tests.conftest import make_settings
+from tests.keys import SECRET, bearer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def test_production_refuses_to_start_without_auth() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        create_app(settings(environment="production", database_url="sqlite://"))
+    message = str(refused.value)
+    assert "BETTER_AUTH_URL" in message
+    assert "BETTER_AUTH_SECRET" in message
+
+
+@pytest.mark.parametrize(
+    ("secret", "complaint"),
+    [
+        ("too-short", "use at least 32"),
+        ("change-me-to-a-random-string-of-at-least-32-bytes", "published example value"),
+    ],
+)
+def test_production_refuses_a_weak_secret(secret: str, complaint: str) -> None:
+    with pytest.raises(ConfigurationError, match=complaint):
+        settings(environment="production", better_auth_secret=secret).check_startup()
+
+
+def test_production_is_the_default_environment() -> None:
+    assert settings().environment == "production"
+
+
+def test_development_starts_with_a_weak_secret_and_says_why() -> None:
+    problems = settings(environment="development", better_auth_secret="short").check_startup()
+    assert problems == [
+        "BETTER_AUTH_SECRET is 5 bytes; use at least 32 "
+        "(e.g. the output of `openssl rand -base64 32`)"
+    ]
+
+
+def test_jwks_mode_derives_url_issuer_and_audience_from_better_auth_url() -> None:
+    config = settings(better_auth_url="https://app.example.com/")
+    assert config.jwks_url == "https://app.example.com/api/auth/jwks"
+    assert config.jwks_issuer == "https://app.example.com"
+    assert config.jwks_audience == "https://app.example.com"
+    explicit = settings(
+        better_auth_url="https://app.example.com",
+        better_auth_jwks_url="https://keys.example.com/jwks",
+        jwt_issuer="iss",
+        jwt_audience="aud",
+    )
+    assert (explicit.jwks_url, explicit.jwks_issuer, explicit.jwks_audience) == (
+        "https://keys.example.com/jwks",
+        "iss",
+        "aud",
+    )
+
+
+def test_better_auth_url_must_be_absolute_http() -> None:
+    with pytest.raises(ValueError, match="absolute http"):
+        settings(better_auth_url="app.example.com")
+
+
+def test_cors_origins_are_comma_separated_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example/ ,")
+    assert settings().cors_origins == ["https://a.example", "https://b.example"]
+    monkeypatch.delenv("CORS_ORIGINS")
+    assert settings().cors_origins == ["http://localhost:3000"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "driver"),
+    [
+        ("postgres://u:p@ep-x-pooler.neon.tech/db?sslmode=require", "postgresql+psycopg2"),
+        ("postgresql://u:p@host/db", "postgresql+psycopg2"),
+        ("postgresql+psycopg2://u:p@host/db", "postgresql+psycopg2"),
+        ("sqlite:///./tasks.db", "sqlite"),
+    ],
+)
+def test_database_urls_are_accepted_as_hosts_print_them(raw: str, driver: str) -> None:
+    assert normalize_url(raw).drivername == driver
+
+
+def test_neon_url_keeps_ssl_and_channel_binding() -> None:
+    url = normalize_url(
+        "postgresql://u:p@ep-x-pooler.eu-central-1.aws.neon.tech/neondb"
+        "?sslmode=require&channel_binding=require"
+    )
+    assert url.query == {"sslmode": "require", "channel_binding": "require"}
+    assert url.host == "ep-x-pooler.eu-central-1.aws.neon.tech"
+
+
+def test_dev_token_helper_mints_a_token_the_api_accepts_fr002(tmp_path: Path) -> None:
+    env = {**os.environ, "BETTER_AUTH_SECRET": SECRET, "ENVIRONMENT": "development"}
+    token = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "dev_token.py"), "carol"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=tmp_path,  # no .env there: the secret comes from the environment
+    ).stdout.strip()
+    with TestClient(create_app(make_settings("sqlite://", environment="development"))) as client:
+        created = client.post("/api/tasks", json={"title": "minted"}, headers=bearer(token))
+    assert created.status_code == 201
+    assert created.json()["user_id"] == "carol"
+
+
+def test_dev_env_helper_creates_env_with_a_fresh_secret_once(tmp_path: Path) -> None:
+    for name in ("scripts/dev_env.py", ".env.example"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    run = [sys.executable, str(tmp_path / "scripts" / "dev_env.py")]
+    subprocess.run(run, check=True, capture_output=True)
+    first = (tmp_path / ".env").read_text()
+    assert "change-me" not in first
+    assert "ENVIRONMENT=development" in first
+    subprocess.run(run, check=True, capture_output=True)
+    assert (tmp_path / ".env").read_text() == first
+    secret = next(line for line in first.splitlines() if line.startswith("BETTER_AUTH_SECRET="))
+    generated = settings(environment="production", better_auth_secret=secret.split("=", 1)[1])
+    assert generated.check_startup() == []

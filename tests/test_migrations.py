@@ -1,0 +1,84 @@
+"""Schema by Alembic: fresh databases reach head, models and migrations agree (FR-005)."""
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, inspect
+from sqlmodel import SQLModel
+
+from db import alembic_config, migrate, normalize_url
+from main import create_app
+from tests.conftest import make_settings
+from tests.keys import bearer, mint
+
+
+@pytest.fixture
+def empty_pg_url(postgres_server: str) -> Iterator[str]:
+    name = f"taskapi_migrate_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(normalize_url(postgres_server), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        url = normalize_url(postgres_server).set(database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("empty_pg_url")
+        return url
+    return f"sqlite:///{tmp_path / 'fresh.db'}"
+
+
+def test_migrations_create_exactly_the_model_schema_fr005(empty_url: str) -> None:
+    engine = create_engine(normalize_url(empty_url))
+    migrate(engine)
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        columns = {c["name"]: c for c in inspect(conn).get_columns("tasks")}
+        indexes = {i["name"]: i["column_names"] for i in inspect(conn).get_indexes("tasks")}
+    engine.dispose()
+    assert differences == []
+    assert columns["completed"]["nullable"] is False
+    assert columns["description"]["nullable"] is True
+    assert indexes["ix_tasks_user_created"] == ["user_id", "created_at", "id"]
+
+
+def test_migrations_downgrade_and_upgrade_again(empty_url: str) -> None:
+    engine = create_engine(normalize_url(empty_url))
+    migrate(engine)
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "base")
+    assert "tasks" not in inspect(engine).get_table_names()
+    migrate(engine)
+    migrate(engine)  # idempotent
+    assert "tasks" in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_development_start_up_migrates_a_fresh_database(empty_url: str) -> None:
+    settings = make_settings(empty_url, environment="development")
+    with TestClient(create_app(settings)) as client:
+        created = client.post("/api/tasks", json={"title": "first"}, headers=bearer(mint()))
+    assert created.status_code == 201
+
+
+def test_production_start_up_does_not_migrate(empty_url: str) -> None:
+    with TestClient(create_app(make_settings(empty_url))):
+        pass
+    engine = create_engine(normalize_url(empty_url))
+    assert "tasks" not in inspect(engine).get_table_names()
+    engine.dispose()

@@ -1,0 +1,156 @@
+"""Health probes, OpenAPI, CORS, request ids and the error contract (FR-008, FR-012)."""
+
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.config import Settings
+from main import create_app
+from tests.conftest import FRONTEND, make_settings
+
+DOWN_DATABASE = "postgresql://postgres@127.0.0.1:1/unreachable"
+
+
+def test_liveness_never_touches_the_database(app_factory: Callable[..., TestClient]) -> None:
+    client = app_factory(DOWN_DATABASE)
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readiness_is_200_when_the_database_answers(pg_client: TestClient) -> None:
+    response = pg_client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}
+
+
+def test_database_down_is_503_with_retry_after_not_500_fr008(
+    app_factory: Callable[..., TestClient], alice: dict[str, str]
+) -> None:
+    client = app_factory(DOWN_DATABASE)
+    for response in (client.get("/health/ready"), client.get("/api/tasks", headers=alice)):
+        assert response.status_code == 503
+        assert response.json() == {"detail": "Database unavailable, retry shortly"}
+        assert response.headers["retry-after"] == "2"
+        assert "127.0.0.1" not in response.text  # no driver message leaks
+
+
+def test_openapi_documents_bearer_auth_and_error_responses(pg_client: TestClient) -> None:
+    document = pg_client.get("/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": schemes["HTTPBearer"]["description"],
+    }
+    operations = {
+        (path, method): operation
+        for path, item in document["paths"].items()
+        if "tasks" in path
+        for method, operation in item.items()
+    }
+    assert len(operations) == 14  # 7 routes, each also under /api/{user_id}/tasks
+    for (path, method), operation in operations.items():
+        assert operation["security"] == [{"HTTPBearer": []}], (path, method)
+        documented = set(operation["responses"])
+        assert {"400", "401", "503"} <= documented, (path, method)
+        if "{task_id}" in path:
+            assert "404" in documented, (path, method)
+        if "{user_id}" in path:
+            assert "403" in documented, (path, method)
+    assert "422" not in str(document["paths"])  # validation errors are 400 here
+    assert pg_client.get("/docs").status_code == 200
+
+
+def test_cors_preflight_allows_the_frontend_origin_fr012(pg_client: TestClient) -> None:
+    response = pg_client.options(
+        "/api/tasks/1",
+        headers={
+            "Origin": FRONTEND,
+            "Access-Control-Request-Method": "PATCH",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == FRONTEND
+    assert "PATCH" in response.headers["access-control-allow-methods"]
+    allowed = response.headers["access-control-allow-headers"].lower()
+    assert "authorization" in allowed
+    assert "content-type" in allowed
+
+
+def test_cors_exposes_paging_headers_and_refuses_other_origins_fr012(
+    pg_client: TestClient, alice: dict[str, str]
+) -> None:
+    allowed = pg_client.get("/api/tasks", headers={**alice, "Origin": FRONTEND})
+    assert allowed.headers["access-control-allow-origin"] == FRONTEND
+    exposed = allowed.headers["access-control-expose-headers"].lower()
+    for header in ("x-total-count", "link", "location"):
+        assert header in exposed
+    other = pg_client.get("/api/tasks", headers={**alice, "Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+    preflight = pg_client.options(
+        "/api/tasks",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert preflight.status_code == 400
+    assert "access-control-allow-origin" not in preflight.headers
+
+
+def test_errors_carry_cors_headers_so_browsers_can_read_them_fr012(pg_client: TestClient) -> None:
+    response = pg_client.get("/api/tasks", headers={"Origin": FRONTEND})
+    assert response.status_code == 401
+    assert response.headers["access-control-allow-origin"] == FRONTEND
+
+
+def test_unexpected_error_is_json_500_with_cors_and_no_trace_fr008() -> None:
+    app = create_app(make_settings("sqlite://"))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals: SELECT * FROM tasks")
+
+    with TestClient(app) as client:
+        response = client.get("/boom", headers={"Origin": FRONTEND})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error"}
+    assert response.headers["access-control-allow-origin"] == FRONTEND
+    assert "SELECT" not in response.text
+
+
+def test_request_id_is_returned_and_an_incoming_one_kept(pg_client: TestClient) -> None:
+    generated = pg_client.get("/health")
+    assert len(generated.headers["x-request-id"]) == 32
+    kept = pg_client.get("/health", headers={"X-Request-ID": "req-123"})
+    assert kept.headers["x-request-id"] == "req-123"
+    unsafe = pg_client.get("/health", headers={"X-Request-ID": "bad id\r\nx"[:6]})
+    assert unsafe.headers["x-request-id"] != "bad id"
+    assert generated.headers["x-content-type-options"] == "nosniff"
+
+
+def test_access_log_has_one_line_per_request_without_token(
+    pg_client: TestClient, alice: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    token = alice["Authorization"].split()[1]
+    with caplog.at_level("INFO", logger="taskapi.access"):
+        pg_client.get("/api/tasks/5", headers={**alice, "X-Request-ID": "trace-1"})
+    lines = [r for r in caplog.records if r.name == "taskapi.access"]
+    assert len(lines) == 1
+    entry = lines[0].__dict__
+    assert (entry["method"], entry["path"], entry["status"]) == ("GET", "/api/tasks/{task_id}", 404)
+    assert entry["request_id"] == "trace-1"
+    assert token not in caplog.text
+
+
+def test_unknown_path_is_json_404(pg_client: TestClient) -> None:
+    response = pg_client.get("/nope")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+
+
+def test_settings_object_is_the_one_the_app_was_built_with() -> None:
+    settings = make_settings("sqlite://")
+    assert create_app(settings).state.settings is settings
+    assert isinstance(settings, Settings)
