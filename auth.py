@@ -13,6 +13,9 @@ nothing. Identity comes from the verified token alone (FR-003).
 """
 
 import asyncio
+import base64
+import binascii
+import json
 import logging
 import re
 import time
@@ -170,6 +173,7 @@ _DECODE_ERRORS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
     (jwt.InvalidAudienceError, "Token audience is not accepted"),
     (jwt.InvalidSignatureError, "Token signature is invalid"),
     (jwt.InvalidIssuedAtError, "Token issued-at (iat) is invalid"),
+    (jwt.exceptions.InvalidSubjectError, "Token has no valid subject (sub)"),
     (jwt.DecodeError, "Malformed token"),
 )
 
@@ -188,10 +192,7 @@ class TokenVerifier:
     async def verify(self, token: str) -> Caller:
         if len(token) > MAX_TOKEN_BYTES:
             raise unauthorized("Token is too large")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise unauthorized("Malformed token") from None
+        header = _unverified_header(token)
         for param in FORBIDDEN_HEADER_PARAMS:
             if param in header:
                 raise unauthorized(f"Token header parameter '{param}' is not accepted")
@@ -231,13 +232,25 @@ class TokenVerifier:
         return claims
 
 
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header, read without PyJWT's own checks so that ours run first, on every token."""
+    segment = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error):
+        raise unauthorized("Malformed token") from None
+    if not isinstance(header, dict):
+        raise unauthorized("Malformed token")
+    return header
+
+
 def _subject(claims: dict[str, Any], *, allow_session_cache: bool) -> str:
     subject = claims.get("sub")
     if subject is None and allow_session_cache:
         # Better Auth's cookie-cache JWT has no sub: {session: {userId}, user: {id}}.
         session, user = claims.get("session"), claims.get("user")
         subject = session.get("userId") if isinstance(session, dict) else None
-        if isinstance(user, dict) and user.get("id", subject) != subject:
+        if subject is not None and isinstance(user, dict) and user.get("id", subject) != subject:
             raise unauthorized("Token names two different users")
     if (
         not isinstance(subject, str)
