@@ -144,6 +144,9 @@ _NATURAL_DESCENDING: dict[str, bool] = {
 }
 
 
+NOT_OUR_CURSOR = "cursor is not one this API issued"
+
+
 class Cursor(BaseModel):
     """Position after the last row of a page: its sort value and id, plus what it was sorted by."""
 
@@ -152,8 +155,28 @@ class Cursor(BaseModel):
     sort: SortKey
     desc: bool
     status: StatusValue
-    value: str | datetime
+    value: datetime | str
     id: int = Field(ge=1, le=MAX_BIGINT)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_value(cls, data: Any) -> Any:
+        # JSON carries the value as a string; its type follows the sort key.
+        if isinstance(data, dict) and data.get("sort") in ("created", "updated"):
+            value = data.get("value")
+            moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+            if not isinstance(moment, datetime) or moment.tzinfo is None:
+                raise ValueError("a date cursor needs a timezone-aware timestamp")
+            data = {**data, "value": moment}
+        return data
+
+    @model_validator(mode="after")
+    def _value_fits_sort(self) -> Self:
+        if (self.sort == "title") != isinstance(self.value, str):
+            raise ValueError("cursor value does not fit its sort key")
+        if isinstance(self.value, str):
+            _storable(self.value)
+        return self
 
     def encode(self) -> str:
         raw = self.model_dump_json().encode()
@@ -163,17 +186,10 @@ class Cursor(BaseModel):
     def decode(cls, token: str) -> "Cursor":
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            data = json.loads(raw)
-            cursor = cls.model_validate(data)
+            return cls.model_validate(json.loads(raw))
         except (binascii.Error, ValueError, UnicodeDecodeError):
-            raise PydanticCustomError(
-                "cursor_invalid", "cursor is not one this API issued"
-            ) from None
-        if cursor.sort in ("created", "updated") and not isinstance(cursor.value, datetime):
-            raise PydanticCustomError("cursor_invalid", "cursor is not one this API issued")
-        if isinstance(cursor.value, str):
-            _storable(cursor.value)
-        return cursor
+            # ValidationError is a ValueError: every malformed cursor lands here.
+            raise PydanticCustomError("cursor_invalid", NOT_OUR_CURSOR) from None
 
 
 class TaskListQuery(BaseModel):

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import Select
 from sqlmodel import Session
+from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 
 from auth import Caller, CurrentUser, path_user_is_caller
@@ -174,7 +175,7 @@ def _next_link(request: Request, query: TaskListQuery, last: Row[Any]) -> str:
         id=last.id,
     )
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "offset")]
-    params = request.query_params.__class__([*kept, ("cursor", cursor.encode())])
+    params = QueryParams([*kept, ("cursor", cursor.encode())])
     return f'<{request.url.path}?{params}>; rel="next"'
 
 
