@@ -4,7 +4,7 @@ import base64
 import binascii
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -167,7 +167,10 @@ class Cursor(BaseModel):
             moment = datetime.fromisoformat(value) if isinstance(value, str) else value
             if not isinstance(moment, datetime) or moment.tzinfo is None:
                 raise ValueError("a date cursor needs a timezone-aware timestamp")
-            data = {**data, "value": moment}
+            try:
+                data = {**data, "value": moment.astimezone(UTC)}
+            except OverflowError:  # e.g. 0001-01-01T00:00+14:00 is before year 1 in UTC
+                raise ValueError("cursor timestamp out of range") from None
         return data
 
     @model_validator(mode="after")

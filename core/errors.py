@@ -60,7 +60,7 @@ _BODY_MESSAGES = {
 def _describe(error: Mapping[str, Any]) -> str:
     loc: Sequence[Any] = error.get("loc", ())
     kind = str(error.get("type", ""))
-    if tuple(loc) == ("body",) or (kind == "json_invalid" and loc[:1] == ("body",)):
+    if tuple(loc) == ("body",) or (kind == "json_invalid" and tuple(loc[:1]) == ("body",)):
         return _BODY_MESSAGES.get(kind, f"request body: {error.get('msg', 'invalid')}")
     where = ".".join(str(part) for part in loc[1:]) or str(loc[0] if loc else "request")
     return f"{where}: {error.get('msg', 'invalid')}"
@@ -82,7 +82,16 @@ def validation_body(errors: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse(validation_body(exc.errors()), status_code=400)
+    body = validation_body(exc.errors())
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if (
+        media_type
+        and not media_type.endswith("json")
+        and any(e["loc"] == ["body"] for e in body["errors"])
+    ):
+        # fetch() sends text/plain for a string body unless told otherwise: say so.
+        body["detail"] = "request body must be JSON, sent with Content-Type: application/json"
+    return JSONResponse(body, status_code=400)
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
