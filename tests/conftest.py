@@ -143,24 +143,27 @@ def backend_url(request: pytest.FixtureRequest, pg_url: str, sqlite_url: str) ->
     return pg_url if request.param == "postgresql" else sqlite_url
 
 
-@pytest.fixture(scope="session")
-def _backend_client(backend_url: str, jwks_server: JwksServer) -> Iterator[TestClient]:
-    settings = make_settings(backend_url, better_auth_url=jwks_server.base_url)
+def _started(database_url: str, jwks_server: JwksServer) -> Iterator[TestClient]:
+    settings = make_settings(database_url, better_auth_url=jwks_server.base_url)
     with TestClient(create_app(settings)) as client:
         yield client
 
 
-@pytest.fixture
-def client(_backend_client: TestClient, backend_url: str) -> TestClient:
-    _clean(backend_url)
-    return _backend_client
+@pytest.fixture(scope="session")
+def _backend_client(backend_url: str, jwks_server: JwksServer) -> Iterator[TestClient]:
+    yield from _started(backend_url, jwks_server)
 
 
 @pytest.fixture(scope="session")
 def _pg_client(pg_url: str, jwks_server: JwksServer) -> Iterator[TestClient]:
-    settings = make_settings(pg_url, better_auth_url=jwks_server.base_url)
-    with TestClient(create_app(settings)) as client:
-        yield client
+    yield from _started(pg_url, jwks_server)
+
+
+@pytest.fixture
+def client(_backend_client: TestClient, backend_url: str) -> TestClient:
+    """The app on PostgreSQL and on SQLite (both modes of auth on), with an empty table."""
+    _clean(backend_url)
+    return _backend_client
 
 
 @pytest.fixture
