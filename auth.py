@@ -15,6 +15,7 @@ nothing. Identity comes from the verified token alone (FR-003).
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import re
@@ -35,6 +36,7 @@ from models import USER_ID_MAX
 log = logging.getLogger("taskapi.auth")
 
 MAX_TOKEN_BYTES = 8192
+MAX_HEADER_CHARS = 2048  # Better Auth's header is {"alg","kid"}: well under 200 characters
 JWKS_MAX_BYTES = 256 * 1024
 # alg -> (JWK kty, allowed curves). The allow-list of SPEC.md; anything else is refused.
 ASYMMETRIC_ALGORITHMS: dict[str, tuple[str, frozenset[str] | None]] = {
@@ -97,18 +99,31 @@ class JwksCache:
         self._attempted_at = float("-inf")
         self._last_fetch_failed = False
         self._lock = asyncio.Lock()
+        self._background: asyncio.Task[None] | None = None
 
     async def key(self, kid: str, alg: str) -> jwt.PyJWK:
         now = time.monotonic()
-        stale = self._fetched_at is None or now - self._fetched_at > self._ttl
-        if kid not in self._keys or stale:
-            await self._refresh(now)
+        if kid not in self._keys:
+            await self._refresh(now)  # rotation, or the first request: this one has to wait
+        elif self._fetched_at is None or now - self._fetched_at > self._ttl:
+            self._refresh_in_background(now)  # serve the cached key; never wait on Better Auth
         jwk = self._keys.get(kid)
         if jwk is None:
             if self._last_fetch_failed:
                 raise KeysUnavailable()
             raise unauthorized("Token signing key is unknown")
         return self._parsed_key(kid, jwk, alg)
+
+    async def aclose(self) -> None:
+        """Stop a background refresh still running (at shutdown)."""
+        if self._background is not None and not self._background.done():
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+
+    def _refresh_in_background(self, requested_at: float) -> None:
+        if self._background is None or self._background.done():
+            self._background = asyncio.create_task(self._refresh(requested_at))
 
     async def _refresh(self, requested_at: float) -> None:
         async with self._lock:
@@ -119,7 +134,7 @@ class JwksCache:
             self._attempted_at = time.monotonic()
             try:
                 keys = await self._fetch()
-            except (httpx.HTTPError, ValueError) as exc:
+            except (httpx.HTTPError, ValueError, RecursionError) as exc:
                 self._last_fetch_failed = True
                 log.warning(
                     "JWKS fetch failed",
@@ -235,9 +250,11 @@ class TokenVerifier:
 def _unverified_header(token: str) -> dict[str, Any]:
     """The JOSE header, read without PyJWT's own checks so that ours run first, on every token."""
     segment = token.split(".", 1)[0]
+    if len(segment) > MAX_HEADER_CHARS:
+        raise unauthorized("Malformed token")
     try:
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         raise unauthorized("Malformed token") from None
     if not isinstance(header, dict):
         raise unauthorized("Malformed token")
@@ -256,6 +273,7 @@ def _subject(claims: dict[str, Any], *, allow_session_cache: bool) -> str:
         not isinstance(subject, str)
         or not 0 < len(subject) <= USER_ID_MAX
         or subject != subject.strip()
+        or not subject.isprintable()  # no control, format (zero-width) or separator characters
         or _UNSTORABLE.search(subject)
     ):
         raise unauthorized("Token has no valid subject (sub)")

@@ -55,6 +55,7 @@ class JwksServer:
 
     keys: list[SigningKey]
     fail: bool = False
+    delay: float = 0.0  # seconds before answering: a slow or hanging Better Auth
     hits: int = 0
     _server: ThreadingHTTPServer | None = field(default=None, repr=False)
 
@@ -70,6 +71,7 @@ class JwksServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.hits += 1
+                time.sleep(owner.delay)
                 if owner.fail or self.path != "/api/auth/jwks":
                     self.send_response(503 if owner.fail else 404)
                     self.end_headers()

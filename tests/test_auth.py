@@ -145,7 +145,7 @@ def jwks(jwks_server: JwksServer) -> Iterator[JwksServer]:
     """The shared JWKS server for a test that changes it; its keys and health are restored."""
     keys, fail = list(jwks_server.keys), jwks_server.fail
     yield jwks_server
-    jwks_server.keys, jwks_server.fail = keys, fail
+    jwks_server.keys, jwks_server.fail, jwks_server.delay = keys, fail, 0.0
 
 
 @pytest.fixture
@@ -204,6 +204,12 @@ def test_empty_bearer_token_is_401_us2_3(pg_client: TestClient) -> None:
 
 def test_garbage_token_is_401_us2_2(pg_client: TestClient) -> None:
     assert_rejected(pg_client, "abc", "Malformed token")
+
+
+@pytest.mark.parametrize("depth", [1000, 3000])
+def test_deeply_nested_token_header_is_401_not_500_us2_2(pg_client: TestClient, depth: int) -> None:
+    header = b64url(b"[" * depth + b"]" * depth)
+    assert_rejected(pg_client, f"{header}.e30.x", "Malformed token")
 
 
 def test_token_over_8192_bytes_is_401_us2_2(pg_client: TestClient) -> None:
@@ -496,6 +502,32 @@ def test_cached_key_survives_a_jwks_outage_us2_1(
     assert response.json() == {"detail": KEYS_UNAVAILABLE}
 
 
+def test_stale_keys_are_refreshed_without_making_requests_wait_us2_1(
+    fresh_client: TestClient,
+    jwks: JwksServer,
+    signing_keys: dict[str, SigningKey],
+    origin: str,
+    clock: Clock,
+) -> None:
+    token = jwks_token(signing_keys["EdDSA"], origin)
+    assert_accepted(fresh_client, token)
+    hits = jwks.hits
+    jwks.delay = 4.0  # Better Auth hangs; the app's fetch would wait for it
+    try:
+        clock.advance(2 * 3600)  # the cached keys are past their TTL
+        started = time.monotonic()
+        assert_accepted(fresh_client, token)
+        # Served from the cache while the refresh runs in the background (well under the 4 s a
+        # waiting request would take).
+        assert time.monotonic() - started < 2.0
+    finally:
+        jwks.delay = 0.0
+    deadline = time.monotonic() + 10
+    while jwks.hits == hits and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert jwks.hits == hits + 1  # the refresh did happen, once
+
+
 # ---- subject: sub, or the session cookie cache's session.userId (US2-1, US2-2) ------------------
 
 
@@ -532,8 +564,8 @@ def test_token_without_sub_or_session_is_401_us2_2(
 
 @pytest.mark.parametrize(
     "sub",
-    [12345, "", "alice\x00", "a" * 300],
-    ids=["number", "empty", "nul", "300-chars"],
+    [12345, "", "alice\x00", "a" * 300, "u\r\nX-Injected: y", "a\x7f", "alice\u200b", " alice"],
+    ids=["number", "empty", "nul", "300-chars", "crlf", "del", "zero-width", "padded"],
 )
 def test_invalid_subject_is_401_us2_2(pg_client: TestClient, sub: object) -> None:
     token = mint(None, claims={"sub": sub})
