@@ -9,6 +9,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SQLITE_URL = "sqlite:///./tasks.db"
 MIN_SECRET_BYTES = 32
+MIN_SECRET_DISTINCT = 8
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 # Placeholder secrets from our .env.example and from common tutorials. Production refuses them:
 # a secret that is printed in documentation protects nothing.
@@ -47,6 +49,9 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # Keys fetched over plain http can be swapped in transit. Production needs https, unless
+    # the key server is on this machine or this says the network path is trusted.
+    jwks_allow_http: bool = False
 
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
 
@@ -133,17 +138,33 @@ class Settings(BaseSettings):
                 "BETTER_AUTH_JWKS_URL is set without an issuer and audience to pin: "
                 "set BETTER_AUTH_URL, or JWT_ISSUER and JWT_AUDIENCE"
             )
+        jwks = self.jwks_url
+        if jwks and not self.jwks_allow_http:
+            parts = urlsplit(jwks)
+            if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+                problems.append(
+                    f"the JWKS URL {jwks} is plain http, so its keys could be replaced in "
+                    "transit: use https, or set JWKS_ALLOW_HTTP=true for a trusted private network"
+                )
+        if "*" in self.cors_origins:
+            problems.append("CORS_ORIGINS must list explicit origins, not *")
         if secret is not None:
+            if len(set(secret)) < MIN_SECRET_DISTINCT:
+                problems.append(
+                    "BETTER_AUTH_SECRET is too repetitive to be secret; generate one "
+                    "(e.g. `openssl rand -base64 32`)"
+                )
             if len(secret) < MIN_SECRET_BYTES:
                 problems.append(
                     f"BETTER_AUTH_SECRET is {len(secret)} bytes; use at least {MIN_SECRET_BYTES} "
                     "(e.g. the output of `openssl rand -base64 32`)"
                 )
-            if secret.decode("utf-8").strip().lower() in KNOWN_EXAMPLE_SECRETS:
-                problems.append(
-                    "BETTER_AUTH_SECRET is a published example value; generate your own "
-                    "(e.g. `openssl rand -base64 32`)"
-                )
+        if secret is not None and secret.decode().strip().lower() in KNOWN_EXAMPLE_SECRETS:
+            # Anyone can mint tokens with a published secret: not even a laptop runs with one.
+            raise ConfigurationError(
+                "BETTER_AUTH_SECRET is a published example value; generate your own "
+                "(e.g. `openssl rand -base64 32`)"
+            )
         if self.environment == "production" and problems:
             raise ConfigurationError(
                 "refusing to start in production: " + "; ".join(problems) + ". "

@@ -17,7 +17,9 @@ def main() -> int:
         print(f"{target.name} exists; leaving it as it is.", file=sys.stderr)
         return 0
     text = (ROOT / ".env.example").read_text(encoding="utf-8")
-    target.write_text(text.replace(PLACEHOLDER, secrets.token_urlsafe(48)), encoding="utf-8")
+    text = text.replace(PLACEHOLDER, secrets.token_urlsafe(48))
+    text = text.replace("# ENVIRONMENT=production", "ENVIRONMENT=development")
+    target.write_text(text, encoding="utf-8")
     target.chmod(0o600)
     print("Created .env for development: SQLite and a random BETTER_AUTH_SECRET.", file=sys.stderr)
     return 0

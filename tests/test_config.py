@@ -41,14 +41,77 @@ def test_production_refuses_a_weak_secret(secret: str, complaint: str) -> None:
         settings(environment="production", better_auth_secret=secret).check_startup()
 
 
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"better_auth_url": "http://auth.example.com"}, "plain http"),
+        (
+            {
+                "better_auth_jwks_url": "http://keys.example.com/jwks",
+                "jwt_issuer": "i",
+                "jwt_audience": "a",
+            },
+            "plain http",
+        ),
+        ({"better_auth_secret": " " * 40}, "too repetitive"),
+        ({"better_auth_secret": "ab" * 20}, "too repetitive"),
+        ({"better_auth_url": "https://auth.example.com", "cors_origins": "*"}, "explicit origins"),
+    ],
+)
+def test_production_refuses_configurations_that_can_be_tricked(
+    values: dict[str, str], complaint: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=complaint):
+        settings(environment="production", **values).check_startup()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"better_auth_url": "http://127.0.0.1:3000"},
+        {"better_auth_url": "http://localhost:3000"},
+        {"better_auth_url": "http://auth.internal:3000", "jwks_allow_http": True},
+        {"better_auth_url": "https://auth.example.com"},
+    ],
+)
+def test_https_or_loopback_or_explicitly_trusted_jwks_is_accepted(
+    values: dict[str, object],
+) -> None:
+    assert settings(environment="production", **values).check_startup() == []
+
+
+def test_a_published_example_secret_is_refused_even_in_development() -> None:
+    example = "change-me-to-a-random-string-of-at-least-32-bytes"
+    with pytest.raises(ConfigurationError, match="published example value"):
+        settings(environment="development", better_auth_secret=example).check_startup()
+
+
+def test_uvicorn_entry_point_reports_bad_configuration_in_one_line(tmp_path: Path) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("BETTER_AUTH_SECRET", "BETTER_AUTH_URL")
+    }
+    env |= {"ENVIRONMENT": "production", "DATABASE_URL": "sqlite://"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import main; main.app"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("Task API configuration error: refusing to start")
+    assert "Traceback" not in result.stderr
+
+
 def test_production_is_the_default_environment() -> None:
     assert settings().environment == "production"
 
 
 def test_development_starts_with_a_weak_secret_and_says_why() -> None:
-    problems = settings(environment="development", better_auth_secret="short").check_startup()
+    problems = settings(environment="development", better_auth_secret="abcdefgh").check_startup()
     assert problems == [
-        "BETTER_AUTH_SECRET is 5 bytes; use at least 32 "
+        "BETTER_AUTH_SECRET is 8 bytes; use at least 32 "
         "(e.g. the output of `openssl rand -base64 32`)"
     ]
 
