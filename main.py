@@ -8,15 +8,17 @@ from typing import Any
 
 import httpx2 as httpx
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
+from pydantic import ValidationError
 
 from auth import JwksCache, TokenVerifier
-from core.config import Settings, get_settings
+from core.config import ConfigurationError, Settings, get_settings
 from core.errors import drop_422_from_openapi, install_error_handlers
 from core.logs import configure_logging
 from core.middleware import (
     BodySizeLimitMiddleware,
+    JsonCORSMiddleware,
     RequestContextMiddleware,
+    TrailingSlashMiddleware,
     UnhandledErrorMiddleware,
 )
 from db import Database, make_engine, migrate
@@ -41,6 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             jwks = JwksCache(settings.jwks_url, client) if settings.jwks_url else None
             app.state.verifier = TokenVerifier(settings, jwks)
             yield
+            if jwks is not None:
+                await jwks.aclose()
         engine.dispose()
 
     app = FastAPI(
@@ -48,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description="Per-user tasks for Next.js + Better Auth apps. Send a Bearer JWT.",
         lifespan=lifespan,
+        redirect_slashes=False,  # TrailingSlashMiddleware serves /api/tasks/ as /api/tasks
     )
     app.state.settings = settings
     app.state.database = Database(engine, settings)
@@ -55,11 +60,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     drop_422_from_openapi(app)
     # Added innermost first. Outermost: request id and access log, then CORS (so every answer,
-    # 413 and 500 included, carries CORS headers), then the 500 catch-all, then the body limit.
+    # 413 and 500 included, carries CORS headers), then the 500 catch-all, the body limit, and
+    # innermost the trailing-slash normalisation that routing sees.
+    app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(
-        CORSMiddleware,
+        JsonCORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
@@ -82,7 +89,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 @lru_cache(maxsize=1)
 def _default_app() -> FastAPI:
-    return create_app()
+    try:
+        return create_app()
+    except (ConfigurationError, ValidationError) as exc:
+        # One readable line for the operator instead of a traceback through uvicorn.
+        raise SystemExit(f"Task API configuration error: {exc}") from None
 
 
 def __getattr__(name: str) -> Any:

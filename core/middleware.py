@@ -7,7 +7,10 @@ import time
 import uuid
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("taskapi.access")
@@ -147,3 +150,35 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+class TrailingSlashMiddleware:
+    """``/api/tasks/`` is ``/api/tasks``: served directly, never redirected.
+
+    A redirect would echo the Host header into ``Location`` and costs browsers a round trip;
+    frontends that append a slash should simply work.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            trimmed = path.rstrip("/") or "/"
+            raw: bytes = scope.get("raw_path") or path.encode()
+            scope = {**scope, "path": trimmed, "raw_path": raw.rstrip(b"/") or b"/"}
+        await self.app(scope, receive, send)
+
+
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered in JSON like every other error."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code >= 400:
+            detail = bytes(response.body).decode()  # e.g. "Disallowed CORS origin"
+            headers = {k: v for k, v in response.headers.items() if k != "content-length"}
+            headers.pop("content-type", None)
+            return JSONResponse({"detail": detail}, response.status_code, headers=headers)
+        return response

@@ -1,6 +1,7 @@
 """Health probes, OpenAPI, CORS, request ids and the error contract (FR-008, FR-012)."""
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,6 +24,16 @@ def test_readiness_is_200_when_the_database_answers(pg_client: TestClient) -> No
     response = pg_client.get("/health/ready")
     assert response.status_code == 200
     assert response.json() == {"status": "ready"}
+
+
+def test_readiness_is_503_until_the_schema_is_migrated(
+    app_factory: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    client = app_factory(f"sqlite:///{tmp_path / 'unmigrated.db'}")  # production: no auto-migrate
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.json() == {"detail": "Database schema is not migrated: run `make migrate`"}
+    assert response.headers["retry-after"] == "2"
 
 
 def test_database_down_is_503_with_retry_after_not_500_fr008(
@@ -96,6 +107,7 @@ def test_cors_exposes_paging_headers_and_refuses_other_origins_fr012(
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
     )
     assert preflight.status_code == 400
+    assert preflight.json() == {"detail": "Disallowed CORS origin"}
     assert "access-control-allow-origin" not in preflight.headers
 
 
@@ -142,6 +154,20 @@ def test_access_log_has_one_line_per_request_without_token(
     assert (entry["method"], entry["path"], entry["status"]) == ("GET", "/api/tasks/{task_id}", 404)
     assert entry["request_id"] == "trace-1"
     assert token not in caplog.text
+
+
+def test_trailing_slash_is_served_without_a_redirect_fr013(
+    pg_client: TestClient, alice: dict[str, str]
+) -> None:
+    created = pg_client.post("/api/tasks/", json={"title": "slash"}, headers=alice)
+    assert created.status_code == 201
+    assert created.headers["location"] == f"/api/tasks/{created.json()['id']}"
+    listed = pg_client.get("/api/tasks/", headers={**alice, "Host": "evil.example"})
+    assert listed.status_code == 200
+    assert [t["title"] for t in listed.json()] == ["slash"]
+    one = pg_client.get(f"/api/tasks/{created.json()['id']}/", headers=alice)
+    assert one.json()["title"] == "slash"
+    assert pg_client.get("/api/tasks/", headers={"Host": "evil.example"}).status_code == 401
 
 
 def test_unknown_path_is_json_404(pg_client: TestClient) -> None:
