@@ -190,7 +190,7 @@ class Cursor(BaseModel):
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             return cls.model_validate(json.loads(raw))
-        except (binascii.Error, ValueError, UnicodeDecodeError):
+        except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
             # ValidationError is a ValueError: every malformed cursor lands here.
             raise PydanticCustomError("cursor_invalid", NOT_OUR_CURSOR) from None
 

@@ -9,8 +9,10 @@ validates once against the response model and serializes once, in pydantic's Rus
 
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy import (
     ColumnElement,
     Row,
@@ -83,7 +85,22 @@ def endpoint(
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
 TaskId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="The task's id")]
-ListQuery = Annotated[TaskListQuery, Query()]
+
+
+def _list_query(request: Request, query: Annotated[TaskListQuery, Query()]) -> TaskListQuery:
+    """The list parameters, refusing a repeated one (``?status=all&status=completed``)."""
+    repeated = [n for n in TaskListQuery.model_fields if len(request.query_params.getlist(n)) > 1]
+    if repeated:
+        raise RequestValidationError(
+            [
+                {"loc": ("query", name), "msg": "given more than once", "type": "duplicate"}
+                for name in repeated
+            ]
+        )
+    return query
+
+
+ListQuery = Annotated[TaskListQuery, Depends(_list_query)]
 
 # Exactly the columns of TaskPublic: queries select what they return and nothing more.
 PUBLIC = tuple(tasks.c[name] for name in TaskPublic.model_fields)
@@ -166,6 +183,11 @@ def _update(
     return session.execute(statement).one_or_none()
 
 
+def _header_path(request: Request) -> str:
+    # The alias path holds a user id, which may be any Unicode: headers must be ASCII.
+    return quote(request.url.path.rstrip("/"), safe="/")
+
+
 def _next_link(request: Request, query: TaskListQuery, last: Row[Any]) -> str:
     cursor = Cursor(
         sort=query.sort_key,
@@ -176,7 +198,7 @@ def _next_link(request: Request, query: TaskListQuery, last: Row[Any]) -> str:
     )
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "offset")]
     params = QueryParams([*kept, ("cursor", cursor.encode())])
-    return f'<{request.url.path}?{params}>; rel="next"'
+    return f'<{_header_path(request)}?{params}>; rel="next"'
 
 
 # ---- endpoints ---------------------------------------------------------------------------------
@@ -222,7 +244,7 @@ async def create_task(
         .returning(*PUBLIC)
     )
     row = await database.run(lambda session: session.execute(statement).one())
-    response.headers["Location"] = f"{request.url.path.rstrip('/')}/{row.id}"
+    response.headers["Location"] = f"{_header_path(request)}/{row.id}"
     return row
 
 

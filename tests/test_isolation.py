@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -70,6 +71,22 @@ def test_path_user_that_is_not_the_token_subject_is_403_fr003(
         assert response.status_code == 403, (method, path)
         assert response.json() == {"detail": "The user id in the path does not match the token"}
     assert db_rows() == before
+
+
+def test_alias_with_a_non_ascii_user_id_gives_encoded_location_and_link_fr013(
+    client: TestClient,
+) -> None:
+    user = "ユーザー-ü"
+    headers = bearer(mint(user))
+    base = f"/api/{user}/tasks"
+    created = [client.post(base, json={"title": f"t{i}"}, headers=headers) for i in range(2)]
+    assert [r.status_code for r in created] == [201, 201]
+    assert created[0].headers["location"] == f"/api/{quote(user)}/tasks/{created[0].json()['id']}"
+    page = client.get(base, params={"limit": 1}, headers=headers)
+    assert page.status_code == 200
+    assert page.headers["link"].startswith(f"</api/{quote(user)}/tasks?limit=1&cursor=")
+    follow = page.headers["link"][1 : page.headers["link"].index(">")]
+    assert [t["title"] for t in client.get(follow, headers=headers).json()] == ["t0"]
 
 
 def test_identity_in_body_or_query_never_sets_the_owner_fr003(

@@ -299,6 +299,15 @@ def test_unknown_status_value_is_400_fr008_sc006(
     assert_error(response, detail, ["query", name], kind)
 
 
+@pytest.mark.parametrize("name", ["status", "sort", "limit", "order"])
+def test_repeated_list_parameter_is_400_not_last_one_wins_fr008_sc006(
+    client: TestClient, alice: Headers, name: str
+) -> None:
+    values = {"status": "all", "sort": "title", "limit": "5", "order": "asc"}[name]
+    response = client.get(f"/api/tasks?{name}={values}&{name}={values}", headers=alice)
+    assert_error(response, f"{name}: given more than once", ["query", name], "duplicate")
+
+
 @pytest.mark.parametrize("key", ["created", "updated", "title"])
 def test_descending_sort_with_order_asc_is_400_fr008_sc006(
     client: TestClient, alice: Headers, key: str

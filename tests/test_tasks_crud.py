@@ -100,7 +100,7 @@ def test_update_that_changes_nothing_keeps_updated_at_sc007(
         assert again.json() == task
 
 
-def test_complete_without_body_toggles_us1_fr006(client: TestClient, alice: dict[str, str]) -> None:
+def test_complete_without_body_toggles_fr006(client: TestClient, alice: dict[str, str]) -> None:
     task = client.post("/api/tasks", json={"title": "t"}, headers=alice).json()
     first = client.patch(f"/api/tasks/{task['id']}/complete", headers=alice)
     assert first.status_code == 200
