@@ -16,8 +16,10 @@ import anyio
 import anyio.to_thread
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from fastapi import Request
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
@@ -119,14 +121,22 @@ class Database:
         with Session(self.engine) as session, session.begin():
             return work(session)
 
-    async def ping(self) -> None:
-        await self.run(lambda session: session.execute(text("SELECT 1")))
+    async def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at (None: never migrated)."""
+        return await self.run(
+            lambda session: MigrationContext.configure(session.connection()).get_current_revision()
+        )
 
 
 def alembic_config() -> Config:
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "migrations"))
     return config
+
+
+def head_revision() -> str | None:
+    """The newest migration in this checkout: what the database must be at to serve."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def migrate(engine: Engine) -> None:

@@ -13,6 +13,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
+    func,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -71,12 +73,17 @@ class Task(SQLModel, table=True):
     user_id: str = Field(sa_column=Column(String(USER_ID_MAX), nullable=False))
     title: str = Field(sa_column=Column(String(TITLE_MAX), nullable=False))
     description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    completed: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    # Server defaults too, for rows written by other tools (FR-005, FR-010).
+    completed: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
     created_at: datetime = Field(
-        default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
+        default_factory=utc_now,
+        sa_column=Column(UTCDateTime, nullable=False, server_default=func.current_timestamp()),
     )
     updated_at: datetime = Field(
-        default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
+        default_factory=utc_now,
+        sa_column=Column(UTCDateTime, nullable=False, server_default=func.current_timestamp()),
     )
 
     __table__: ClassVar[Table]

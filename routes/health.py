@@ -5,10 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from core.errors import error_responses
-from db import Database, get_database
+from core.errors import ServiceUnavailable, error_responses
+from db import Database, get_database, head_revision
 
 router = APIRouter(prefix="/health", tags=["health"])
+SCHEMA_HEAD = head_revision()
 
 
 class Health(BaseModel):
@@ -24,9 +25,11 @@ async def liveness() -> Health:
     "/ready",
     response_model=Health,
     responses=error_responses(503),
-    summary="Readiness: the database answers a query",
+    summary="Readiness: the database answers and its schema is migrated",
 )
 async def readiness(database: Annotated[Database, Depends(get_database)]) -> Health:
     # A database failure raises, and the error handlers turn it into a 503 with Retry-After.
-    await database.ping()
+    if await database.schema_revision() != SCHEMA_HEAD:
+        # Production migrates before rollout (`make migrate`); until then, take no traffic.
+        raise ServiceUnavailable("Database schema is not migrated: run `make migrate`")
     return Health(status="ready")

@@ -9,11 +9,12 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, select, text
 from sqlmodel import SQLModel
 
 from db import alembic_config, migrate, normalize_url
 from main import create_app
+from models import tasks
 from tests.conftest import make_settings
 from tests.keys import bearer, mint
 
@@ -53,6 +54,18 @@ def test_migrations_create_exactly_the_model_schema_fr005(empty_url: str) -> Non
     assert columns["completed"]["nullable"] is False
     assert columns["description"]["nullable"] is True
     assert indexes["ix_tasks_user_created"] == ["user_id", "created_at", "id"]
+
+
+def test_rows_written_by_other_tools_get_defaults_fr005_fr010(empty_url: str) -> None:
+    engine = create_engine(normalize_url(empty_url))
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO tasks (user_id, title) VALUES ('u', 'by hand')"))
+        row = conn.execute(select(tasks.c.completed, tasks.c.created_at, tasks.c.updated_at)).one()
+    engine.dispose()
+    assert row.completed is False
+    assert row.created_at.tzinfo is not None
+    assert row.updated_at == row.created_at
 
 
 def test_migrations_downgrade_and_upgrade_again(empty_url: str) -> None:
