@@ -51,24 +51,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_engine(settings: Settings) -> Engine:
     url = normalize_url(settings.database_url)
-    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-        # One in-memory database shared by every thread: one connection, used by one at a time.
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False},
-            poolclass=StaticPool,
-            hide_parameters=True,
-        )
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
     if url.get_backend_name() == "sqlite":
+        pooling: dict[str, Any] = (
+            # One in-memory database shared by every thread: one connection, one user at a time.
+            {"poolclass": StaticPool}
+            if url.database in (None, "", ":memory:")
+            else {
+                "pool_size": settings.db_pool_size,
+                "max_overflow": settings.db_max_overflow,
+                "pool_timeout": settings.db_pool_timeout,
+            }
+        )
         engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False},
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-            pool_timeout=settings.db_pool_timeout,
-            hide_parameters=True,
+            url, connect_args={"check_same_thread": False}, hide_parameters=True, **pooling
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
