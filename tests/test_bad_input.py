@@ -8,6 +8,7 @@ Runs on PostgreSQL and SQLite (the ``client`` fixture is parametrized).
 """
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,13 +40,26 @@ NOT_JSON_CONTENT_TYPE = "request body must be JSON, sent with Content-Type: appl
 BODY_REQUIRED = "request body is required"
 TOO_LARGE = f"Request body is larger than {MAX_BODY} bytes"
 
-# Methods that take a task body, and the routes a task id appears in.
-UPDATES = ["PUT", "PATCH"]
-BODY_UPDATES = pytest.mark.parametrize(
-    ("method", "suffix"),
-    [("PUT", ""), ("PATCH", ""), ("PATCH", "/complete")],
-    ids=["PUT", "PATCH", "PATCH-complete"],
+# The writes that take a task body, as (method, path after /api/tasks) for the ``write`` fixture;
+# {id} stands for the ``task`` fixture's id. BODY_WRITES adds PATCH .../complete (it reads one).
+POST = ("POST", "")
+PUT = ("PUT", "/{id}")
+PATCH = ("PATCH", "/{id}")
+COMPLETE = ("PATCH", "/{id}/complete")
+
+
+def write_id(route: tuple[str, str]) -> str:
+    method, suffix = route
+    return method + suffix.removeprefix("/{id}").replace("/", "-")
+
+
+WRITES = pytest.mark.parametrize("write", [POST, PUT, PATCH], ids=write_id, indirect=True)
+BODY_WRITES = pytest.mark.parametrize(
+    "write", [POST, PUT, PATCH, COMPLETE], ids=write_id, indirect=True
 )
+UPDATES = pytest.mark.parametrize("write", [PUT, PATCH], ids=write_id, indirect=True)
+
+# The routes a task id appears in, for the id tests.
 ID_ROUTES = [
     ("GET", ""),
     ("PUT", ""),
@@ -64,6 +78,33 @@ def create(client: TestClient, headers: Headers, title: str, **fields: Any) -> d
 
 def json_headers(headers: Headers) -> Headers:
     return {**headers, "Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write on behalf of alice: POST /api/tasks, or PUT/PATCH (or PATCH .../complete) on the
+    ``task`` fixture."""
+
+    client: TestClient
+    headers: Headers
+    method: str
+    url: str
+
+    @property
+    def ok(self) -> int:
+        """The status of a successful write: 201 for a create, 200 for an update."""
+        return 201 if self.method == "POST" else 200
+
+    def json(self, body: dict[str, Any]) -> Response:
+        """Sends ``body`` as JSON; a POST gets a valid title first (one in ``body`` wins)."""
+        if self.method == "POST":
+            body = {"title": "t", **body}
+        return self.client.request(self.method, self.url, json=body, headers=self.headers)
+
+    def raw(self, content: bytes | Iterator[bytes] | None, *, json_type: bool = True) -> Response:
+        """Sends ``content`` as it is, labelled application/json unless ``json_type`` is false."""
+        headers = json_headers(self.headers) if json_type else self.headers
+        return self.client.request(self.method, self.url, content=content, headers=headers)
 
 
 def assert_error(
@@ -101,6 +142,15 @@ def task(client: TestClient, alice: Headers) -> dict[str, Any]:
 
 
 @pytest.fixture
+def write(
+    request: pytest.FixtureRequest, client: TestClient, alice: Headers, task: dict[str, Any]
+) -> Write:
+    """The write named by the (method, suffix) route that the test passes in (``indirect``)."""
+    method, suffix = request.param
+    return Write(client, alice, method, "/api/tasks" + suffix.format(id=task["id"]))
+
+
+@pytest.fixture
 def unchanged(db_rows: Rows, task: dict[str, Any]) -> Iterator[None]:
     """Asserts, after the test body, that the tasks table is exactly as before it."""
     before = db_rows()
@@ -118,24 +168,15 @@ LONG_CHARACTERS = pytest.mark.parametrize(
 
 
 @LONG_CHARACTERS
-def test_title_of_200_characters_is_accepted_on_create_us3_1_fr009(
-    client: TestClient, alice: Headers, char: str
+@WRITES
+def test_title_of_200_characters_is_accepted_on_every_write_us3_1_fr009(
+    write: Write, char: str
 ) -> None:
-    task = create(client, alice, char * 200)
-    assert task["title"] == char * 200
-    assert client.get(f"/api/tasks/{task['id']}", headers=alice).json()["title"] == char * 200
-
-
-@LONG_CHARACTERS
-@pytest.mark.parametrize("method", UPDATES)
-def test_title_of_200_characters_is_accepted_on_update_us3_1_fr009(
-    client: TestClient, alice: Headers, task: dict[str, Any], char: str, method: str
-) -> None:
-    response = client.request(
-        method, f"/api/tasks/{task['id']}", json={"title": char * 200}, headers=alice
-    )
-    assert response.status_code == 200, response.text
+    response = write.json({"title": char * 200})
+    assert response.status_code == write.ok, response.text
     assert response.json()["title"] == char * 200
+    fetched = write.client.get(f"/api/tasks/{response.json()['id']}", headers=write.headers)
+    assert fetched.json()["title"] == char * 200
 
 
 def test_surrounding_whitespace_is_trimmed_before_counting_us3_1_fr009(
@@ -151,47 +192,31 @@ def test_surrounding_whitespace_is_trimmed_before_counting_us3_1_fr009(
     assert updated.json()["title"] == title
 
 
+@WRITES
 @pytest.mark.parametrize(
     "title",
-    ["", " ", "   \t\n  ", "\u3000"],
-    ids=["empty", "space", "mixed-whitespace", "ideographic-space"],
+    ["", " ", "  ", "   \t\n  ", "\u3000"],
+    ids=["empty", "space", "two-spaces", "mixed-whitespace", "ideographic-space"],
 )
-def test_empty_or_whitespace_only_title_is_400_us3_2_fr009(
-    client: TestClient, alice: Headers, unchanged: None, title: str
+def test_empty_or_whitespace_only_title_is_400_on_every_write_us3_2_fr009(
+    write: Write, unchanged: None, title: str
 ) -> None:
-    response = client.post("/api/tasks", json={"title": title}, headers=alice)
+    response = write.json({"title": title})
     assert_error(response, 400, TITLE_LENGTH, [(["body", "title"], "title_length")])
 
 
-@LONG_CHARACTERS
-def test_title_over_200_chars_is_400_us3_2_fr009(
-    client: TestClient, alice: Headers, unchanged: None, char: str
+@WRITES
+@pytest.mark.parametrize(
+    "char", ["x", "Z", "é", "界", "😀"], ids=["ascii", "ascii-upper", "latin", "cjk", "emoji"]
+)
+def test_title_over_200_chars_is_400_on_every_write_us3_2_fr009(
+    write: Write, unchanged: None, char: str
 ) -> None:
     title = char * 201
-    response = client.post("/api/tasks", json={"title": title}, headers=alice)
+    response = write.json({"title": title})
     assert_error(
         response, 400, TITLE_LENGTH, [(["body", "title"], "title_length")], not_echoing=title
     )
-
-
-@pytest.mark.parametrize("method", UPDATES)
-@pytest.mark.parametrize(
-    "title", ["", "  ", "Z" * 201, "😀" * 201], ids=["empty", "blank", "201", "201-emoji"]
-)
-def test_bad_title_length_on_update_is_400_us3_2_fr009(
-    client: TestClient,
-    alice: Headers,
-    task: dict[str, Any],
-    unchanged: None,
-    method: str,
-    title: str,
-) -> None:
-    response = client.request(
-        method, f"/api/tasks/{task['id']}", json={"title": title}, headers=alice
-    )
-    assert_error(response, 400, TITLE_LENGTH, [(["body", "title"], "title_length")])
-    if title.strip():
-        assert title not in response.text
 
 
 # ---- types and nulls (FR-008, SC-006) -----------------------------------------------------------
@@ -202,33 +227,11 @@ NOT_STRINGS = pytest.mark.parametrize(
 
 
 @NOT_STRINGS
-def test_title_not_a_string_is_400_on_create_fr008(
-    client: TestClient, alice: Headers, unchanged: None, value: object
+@WRITES
+def test_title_not_a_string_is_400_on_every_write_fr008(
+    write: Write, unchanged: None, value: object
 ) -> None:
-    response = client.post("/api/tasks", json={"title": value}, headers=alice)
-    assert_error(response, 400, TITLE_NOT_STRING, [(["body", "title"], "string_type")])
-
-
-@NOT_STRINGS
-@pytest.mark.parametrize("method", UPDATES)
-def test_title_not_a_string_is_400_on_update_fr008(
-    client: TestClient,
-    alice: Headers,
-    task: dict[str, Any],
-    unchanged: None,
-    method: str,
-    value: object,
-) -> None:
-    response = client.request(
-        method, f"/api/tasks/{task['id']}", json={"title": value}, headers=alice
-    )
-    assert_error(response, 400, TITLE_NOT_STRING, [(["body", "title"], "string_type")])
-
-
-def test_title_null_on_create_is_400_fr008_fr009(
-    client: TestClient, alice: Headers, unchanged: None
-) -> None:
-    response = client.post("/api/tasks", json={"title": None}, headers=alice)
+    response = write.json({"title": value})
     assert_error(response, 400, TITLE_NOT_STRING, [(["body", "title"], "string_type")])
 
 
@@ -239,24 +242,27 @@ def test_missing_title_on_create_is_400_fr008(
     assert_error(response, 400, "title: Field required", [(["body", "title"], "missing")])
 
 
-@pytest.mark.parametrize("method", UPDATES)
-def test_title_null_on_update_is_400_fr008_fr009(
-    client: TestClient, alice: Headers, task: dict[str, Any], unchanged: None, method: str
-) -> None:
-    response = client.request(
-        method, f"/api/tasks/{task['id']}", json={"title": None}, headers=alice
-    )
-    assert_error(response, 400, TITLE_NULL, [(["body", "title"], "null_not_allowed")])
+# A create needs a title, so a null one is the wrong type there; an update says to omit it.
+NULLS = [
+    (POST, "title", TITLE_NOT_STRING, "string_type"),
+    (PUT, "title", TITLE_NULL, "null_not_allowed"),
+    (PATCH, "title", TITLE_NULL, "null_not_allowed"),
+    (PUT, "completed", COMPLETED_NULL, "null_not_allowed"),
+    (PATCH, "completed", COMPLETED_NULL, "null_not_allowed"),
+]
 
 
-@pytest.mark.parametrize("method", UPDATES)
-def test_completed_null_on_update_is_400_fr008(
-    client: TestClient, alice: Headers, task: dict[str, Any], unchanged: None, method: str
+@pytest.mark.parametrize(
+    ("write", "field", "detail", "kind"),
+    NULLS,
+    ids=[f"{write_id(route)}-{field}" for route, field, _, _ in NULLS],
+    indirect=["write"],
+)
+def test_null_title_or_completed_is_400_fr008_fr009(
+    write: Write, unchanged: None, field: str, detail: str, kind: str
 ) -> None:
-    response = client.request(
-        method, f"/api/tasks/{task['id']}", json={"completed": None}, headers=alice
-    )
-    assert_error(response, 400, COMPLETED_NULL, [(["body", "completed"], "null_not_allowed")])
+    response = write.json({field: None})
+    assert_error(response, 400, detail, [(["body", field], kind)])
 
 
 NOT_BOOLEANS = pytest.mark.parametrize(
@@ -267,27 +273,11 @@ NOT_BOOLEANS = pytest.mark.parametrize(
 
 
 @NOT_BOOLEANS
-def test_completed_not_strict_bool_is_400_on_create_fr008(
-    client: TestClient, alice: Headers, unchanged: None, value: object
+@BODY_WRITES
+def test_completed_not_strict_bool_is_400_on_every_write_fr008(
+    write: Write, unchanged: None, value: object
 ) -> None:
-    response = client.post("/api/tasks", json={"title": "t", "completed": value}, headers=alice)
-    assert_error(response, 400, COMPLETED_NOT_BOOL, [(["body", "completed"], "bool_type")])
-
-
-@NOT_BOOLEANS
-@BODY_UPDATES
-def test_completed_not_strict_bool_is_400_on_update_fr008(
-    client: TestClient,
-    alice: Headers,
-    task: dict[str, Any],
-    unchanged: None,
-    method: str,
-    suffix: str,
-    value: object,
-) -> None:
-    response = client.request(
-        method, f"/api/tasks/{task['id']}{suffix}", json={"completed": value}, headers=alice
-    )
+    response = write.json({"completed": value})
     assert_error(response, 400, COMPLETED_NOT_BOOL, [(["body", "completed"], "bool_type")])
 
 
@@ -305,29 +295,11 @@ def test_description_of_10000_chars_is_accepted_fr008(
     assert response.json()["description"] == "d" * 10_000
 
 
-def test_description_over_10000_chars_is_400_on_create_fr008(
-    client: TestClient, alice: Headers, unchanged: None
+@WRITES
+def test_description_over_10000_chars_is_400_on_every_write_fr008(
+    write: Write, unchanged: None
 ) -> None:
-    description = "D" * 10_001
-    response = client.post(
-        "/api/tasks", json={"title": "t", "description": description}, headers=alice
-    )
-    assert_error(
-        response,
-        400,
-        DESCRIPTION_LENGTH,
-        [(["body", "description"], "description_length")],
-        not_echoing="D" * 100,
-    )
-
-
-@pytest.mark.parametrize("method", UPDATES)
-def test_description_over_10000_chars_is_400_on_update_fr008(
-    client: TestClient, alice: Headers, task: dict[str, Any], unchanged: None, method: str
-) -> None:
-    response = client.request(
-        method, f"/api/tasks/{task['id']}", json={"description": "D" * 10_001}, headers=alice
-    )
+    response = write.json({"description": "D" * 10_001})
     assert_error(
         response,
         400,
@@ -347,60 +319,29 @@ UNSTORABLE_FIELDS = pytest.mark.parametrize(
 
 
 @UNSTORABLE_FIELDS
-@pytest.mark.parametrize("text", ["a\u0000b", "\u0000"], ids=["inside", "alone"])
-def test_nul_byte_is_400_on_create_fr008(
-    client: TestClient, alice: Headers, unchanged: None, field: str, detail: str, text: str
+@WRITES
+@pytest.mark.parametrize(
+    "text", ["a\u0000b", "x\u0000y", "\u0000"], ids=["inside", "inside-xy", "alone"]
+)
+def test_nul_byte_is_400_on_every_write_fr008(
+    write: Write, unchanged: None, field: str, detail: str, text: str
 ) -> None:
-    body = {"title": "t", field: text}
-    response = client.post("/api/tasks", json=body, headers=alice)
+    response = write.json({field: text})
     assert_error(response, 400, detail, [(["body", field], "unstorable_character")])
 
 
 @UNSTORABLE_FIELDS
-@pytest.mark.parametrize("method", UPDATES)
-def test_nul_byte_is_400_on_update_fr008(
-    client: TestClient,
-    alice: Headers,
-    task: dict[str, Any],
-    unchanged: None,
-    method: str,
-    field: str,
-    detail: str,
-) -> None:
-    response = client.request(
-        method, f"/api/tasks/{task['id']}", json={field: "x\u0000y"}, headers=alice
-    )
-    assert_error(response, 400, detail, [(["body", field], "unstorable_character")])
-
-
-@UNSTORABLE_FIELDS
+@WRITES
 @pytest.mark.parametrize(
     "escaped", [r"\ud800", r"x\udfffy", r"\ude00\ud83d"], ids=["high", "low", "reversed-pair"]
 )
-def test_lone_surrogate_is_400_on_create_fr008(
-    client: TestClient, alice: Headers, unchanged: None, field: str, detail: str, escaped: str
+def test_lone_surrogate_is_400_on_every_write_fr008(
+    write: Write, unchanged: None, field: str, detail: str, escaped: str
 ) -> None:
     # Raw JSON text: json= in the client could not even encode a lone surrogate.
-    raw = f'{{"title": "t", "{field}": "{escaped}"}}'
-    response = client.post("/api/tasks", content=raw.encode(), headers=json_headers(alice))
-    assert_error(response, 400, detail, [(["body", field], "unstorable_character")])
-
-
-@UNSTORABLE_FIELDS
-@pytest.mark.parametrize("method", UPDATES)
-def test_lone_surrogate_is_400_on_update_fr008(
-    client: TestClient,
-    alice: Headers,
-    task: dict[str, Any],
-    unchanged: None,
-    method: str,
-    field: str,
-    detail: str,
-) -> None:
-    raw = f'{{"{field}": "\\ud800"}}'
-    response = client.request(
-        method, f"/api/tasks/{task['id']}", content=raw.encode(), headers=json_headers(alice)
-    )
+    title = '"title": "t", ' if write.method == "POST" else ""
+    raw = f'{{{title}"{field}": "{escaped}"}}'
+    response = write.raw(raw.encode())
     assert_error(response, 400, detail, [(["body", field], "unstorable_character")])
 
 
@@ -431,29 +372,15 @@ MALFORMED = pytest.mark.parametrize(
 
 
 @MALFORMED
-def test_malformed_json_is_400_on_create_fr008_sc006(
-    client: TestClient, alice: Headers, unchanged: None, raw: bytes
+@BODY_WRITES
+def test_malformed_json_is_400_on_every_write_fr008_sc006(
+    write: Write, unchanged: None, raw: bytes
 ) -> None:
-    response = client.post("/api/tasks", content=raw, headers=json_headers(alice))
+    response = write.raw(raw)
     assert_error(response, 400, NOT_JSON)
     [item] = response.json()["errors"]
     assert item["loc"][0] == "body"
     assert item["type"] == "json_invalid"
-
-
-@BODY_UPDATES
-def test_malformed_json_is_400_on_update_fr008_sc006(
-    client: TestClient,
-    alice: Headers,
-    task: dict[str, Any],
-    unchanged: None,
-    method: str,
-    suffix: str,
-) -> None:
-    response = client.request(
-        method, f"/api/tasks/{task['id']}{suffix}", content=b"{bad", headers=json_headers(alice)
-    )
-    assert_error(response, 400, NOT_JSON)
 
 
 @pytest.mark.parametrize(
@@ -469,69 +396,35 @@ def test_json_sent_without_a_json_content_type_is_400_that_says_so_fr008_sc006(
     assert_error(response, 400, NOT_JSON_CONTENT_TYPE, [(["body"], "model_attributes_type")])
 
 
-@pytest.mark.parametrize("raw", [b"[]", b'"str"', b"42", b"null", b"true", b'[{"title": "x"}]'])
-def test_non_object_body_is_400_on_create_fr008(
-    client: TestClient, alice: Headers, unchanged: None, raw: bytes
+# JSON that is not an object, on every write; but a bare null to .../complete means no body
+# there (a toggle), so that route is not sent one.
+NON_OBJECTS = [b"[]", b'"str"', b"42", b"null", b"true", b'[{"title": "x"}]']
+NON_OBJECT_WRITES = [
+    pytest.param(route, raw, id=f"{write_id(route)}-{raw.decode()}")
+    for route in [POST, PUT, PATCH, COMPLETE]
+    for raw in NON_OBJECTS
+    if not (route == COMPLETE and raw == b"null")
+]
+
+
+@pytest.mark.parametrize(("write", "raw"), NON_OBJECT_WRITES, indirect=["write"])
+def test_non_object_body_is_400_on_every_write_fr008(
+    write: Write, unchanged: None, raw: bytes
 ) -> None:
-    response = client.post("/api/tasks", content=raw, headers=json_headers(alice))
+    response = write.raw(raw)
     assert_error(response, 400, NOT_OBJECT, [(["body"], "model_attributes_type")])
 
 
-@pytest.mark.parametrize("raw", [b"[]", b'"str"', b"42", b"null"])
-@pytest.mark.parametrize("method", UPDATES)
-def test_non_object_body_is_400_on_update_fr008(
-    client: TestClient,
-    alice: Headers,
-    task: dict[str, Any],
-    unchanged: None,
-    method: str,
-    raw: bytes,
-) -> None:
-    response = client.request(
-        method, f"/api/tasks/{task['id']}", content=raw, headers=json_headers(alice)
-    )
-    assert_error(response, 400, NOT_OBJECT, [(["body"], "model_attributes_type")])
-
-
-@pytest.mark.parametrize("raw", [b"[]", b'"str"', b"42"])
-def test_non_object_body_is_400_on_complete_fr008(
-    client: TestClient, alice: Headers, task: dict[str, Any], unchanged: None, raw: bytes
-) -> None:
-    response = client.patch(
-        f"/api/tasks/{task['id']}/complete", content=raw, headers=json_headers(alice)
-    )
-    assert_error(response, 400, NOT_OBJECT, [(["body"], "model_attributes_type")])
-
-
+@WRITES
 @pytest.mark.parametrize("with_content_type", [False, True], ids=["no-type", "json-type"])
-def test_missing_body_on_create_is_400_fr008(
-    client: TestClient, alice: Headers, unchanged: None, with_content_type: bool
+def test_missing_body_is_400_on_every_write_fr008(
+    write: Write, unchanged: None, with_content_type: bool
 ) -> None:
-    headers = json_headers(alice) if with_content_type else alice
-    response = client.post("/api/tasks", headers=headers)
-    assert_error(response, 400, BODY_REQUIRED, [(["body"], "missing")])
-
-
-@pytest.mark.parametrize("method", UPDATES)
-def test_missing_body_on_update_is_400_fr008(
-    client: TestClient, alice: Headers, task: dict[str, Any], unchanged: None, method: str
-) -> None:
-    response = client.request(method, f"/api/tasks/{task['id']}", headers=alice)
+    response = write.raw(None, json_type=with_content_type)
     assert_error(response, 400, BODY_REQUIRED, [(["body"], "missing")])
 
 
 # ---- body size: 1 MiB ----------------------------------------------------------------------------
-
-BODY_ROUTES = pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("POST", "/api/tasks"),
-        ("PUT", "/api/tasks/{id}"),
-        ("PATCH", "/api/tasks/{id}"),
-        ("PATCH", "/api/tasks/{id}/complete"),
-    ],
-    ids=["POST", "PUT", "PATCH", "PATCH-complete"],
-)
 
 
 def oversized_body() -> bytes:
@@ -554,39 +447,20 @@ def test_body_of_exactly_1_mib_is_not_too_large_fr008(client: TestClient, alice:
     assert response.status_code == 201, response.text
 
 
-@BODY_ROUTES
-def test_body_over_1_mib_with_content_length_is_413_fr008(
-    client: TestClient,
-    alice: Headers,
-    task: dict[str, Any],
-    unchanged: None,
-    method: str,
-    path: str,
-) -> None:
+@BODY_WRITES
+def test_body_over_1_mib_with_content_length_is_413_fr008(write: Write, unchanged: None) -> None:
     body = oversized_body()
     assert len(body) == MAX_BODY + 1
-    response = client.request(
-        method, path.format(id=task["id"]), content=body, headers=json_headers(alice)
-    )
+    response = write.raw(body)
     assert response.request.headers["content-length"] == str(MAX_BODY + 1)
     assert_error(response, 413, TOO_LARGE)
 
 
-@BODY_ROUTES
+@BODY_WRITES
 def test_body_over_1_mib_streamed_without_content_length_is_413_fr008(
-    client: TestClient,
-    alice: Headers,
-    task: dict[str, Any],
-    unchanged: None,
-    method: str,
-    path: str,
+    write: Write, unchanged: None
 ) -> None:
-    response = client.request(
-        method,
-        path.format(id=task["id"]),
-        content=in_chunks(oversized_body()),
-        headers=json_headers(alice),
-    )
+    response = write.raw(in_chunks(oversized_body()))
     assert "content-length" not in response.request.headers
     assert_error(response, 413, TOO_LARGE)
 
@@ -652,27 +526,19 @@ SERVER_OWNED = {
 }
 
 
-def test_unknown_fields_are_ignored_on_create(client: TestClient, alice: Headers) -> None:
-    task = create(client, alice, "With extras", **FRONTEND_EXTRAS)
-    assert set(task) == PUBLIC_FIELDS
-    assert task["title"] == "With extras"
-    fetched = client.get(f"/api/tasks/{task['id']}", headers=alice).json()
-    assert set(fetched) == PUBLIC_FIELDS
-
-
-@pytest.mark.parametrize("method", UPDATES)
-def test_unknown_fields_are_ignored_on_update(
-    client: TestClient, alice: Headers, task: dict[str, Any], method: str
-) -> None:
-    response = client.request(
-        method,
-        f"/api/tasks/{task['id']}",
-        json={"title": "Renamed", **FRONTEND_EXTRAS},
-        headers=alice,
-    )
-    assert response.status_code == 200, response.text
+@pytest.mark.parametrize(
+    ("write", "title"),
+    [(POST, "With extras"), (PUT, "Renamed"), (PATCH, "Renamed")],
+    ids=["POST", "PUT", "PATCH"],
+    indirect=["write"],
+)
+def test_unknown_fields_are_ignored_on_every_write(write: Write, title: str) -> None:
+    response = write.json({"title": title, **FRONTEND_EXTRAS})
+    assert response.status_code == write.ok, response.text
     assert set(response.json()) == PUBLIC_FIELDS
-    assert response.json()["title"] == "Renamed"
+    assert response.json()["title"] == title
+    fetched = write.client.get(f"/api/tasks/{response.json()['id']}", headers=write.headers)
+    assert set(fetched.json()) == PUBLIC_FIELDS
 
 
 def test_id_user_and_timestamps_in_create_body_change_nothing_fr003(
@@ -688,25 +554,20 @@ def test_id_user_and_timestamps_in_create_body_change_nothing_fr003(
     assert client.get("/api/tasks", headers=bearer(mint(BOB))).json() == []
 
 
-@pytest.mark.parametrize("method", UPDATES)
+@UPDATES
 def test_id_user_and_timestamps_alone_in_update_body_change_nothing_fr003(
-    client: TestClient, alice: Headers, task: dict[str, Any], unchanged: None, method: str
+    write: Write, task: dict[str, Any], unchanged: None
 ) -> None:
-    response = client.request(method, f"/api/tasks/{task['id']}", json=SERVER_OWNED, headers=alice)
+    response = write.json(SERVER_OWNED)
     assert response.status_code == 200, response.text
     assert response.json() == task
 
 
-@pytest.mark.parametrize("method", UPDATES)
+@UPDATES
 def test_id_user_and_timestamps_in_update_body_are_ignored_fr003(
-    client: TestClient, alice: Headers, task: dict[str, Any], db_rows: Rows, method: str
+    write: Write, task: dict[str, Any], db_rows: Rows
 ) -> None:
-    response = client.request(
-        method,
-        f"/api/tasks/{task['id']}",
-        json={"title": "Renamed", **SERVER_OWNED},
-        headers=alice,
-    )
+    response = write.json({"title": "Renamed", **SERVER_OWNED})
     assert response.status_code == 200, response.text
     updated = response.json()
     assert updated["title"] == "Renamed"
@@ -716,7 +577,8 @@ def test_id_user_and_timestamps_in_update_body_are_ignored_fr003(
         task["updated_at"]
     )
     assert [row[0] for row in db_rows()] == [task["id"]]
-    assert client.get(f"/api/tasks/{SERVER_OWNED['id']}", headers=alice).status_code == 404
+    gone = write.client.get(f"/api/tasks/{SERVER_OWNED['id']}", headers=write.headers)
+    assert gone.status_code == 404
 
 
 # ---- never a 500 ---------------------------------------------------------------------------------
