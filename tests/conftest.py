@@ -208,15 +208,18 @@ class LiveServer:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1"]
-        command += ["--port", str(self.port), "--no-access-log", "--no-server-header"]
+        root = Path(__file__).resolve().parent.parent
+        command = [sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(root)]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        command += ["--no-access-log", "--no-server-header"]
         import tempfile
 
         # A file, not a pipe: it never fills up and blocks the server. Closed in stop().
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        self.workdir = tempfile.TemporaryDirectory()  # no developer .env is read from here
         self.process = subprocess.Popen(
             command,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=self.workdir.name,
             env={**os.environ, **env},
             stdout=self.log,
             stderr=self.log,
@@ -247,6 +250,7 @@ class LiveServer:
             self.process.kill()
             self.process.wait()
         self.log.close()
+        self.workdir.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -90,13 +90,13 @@ def test_uvicorn_entry_point_reports_bad_configuration_in_one_line(tmp_path: Pat
     env = {
         k: v for k, v in os.environ.items() if k not in ("BETTER_AUTH_SECRET", "BETTER_AUTH_URL")
     }
-    env |= {"ENVIRONMENT": "production", "DATABASE_URL": "sqlite://"}
+    env |= {"ENVIRONMENT": "production", "DATABASE_URL": "sqlite://", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
         [sys.executable, "-c", "import main; main.app"],
         capture_output=True,
         text=True,
         env=env,
-        cwd=ROOT,
+        cwd=tmp_path,  # away from a developer's .env (`make run` writes one)
         check=False,
     )
     assert result.returncode == 1
@@ -212,6 +212,7 @@ def test_layout_and_uvicorn_entry_point_fr001(
     from core.config import get_settings
 
     # `uvicorn main:app` reads the environment when it first asks for `app`, not at import.
+    monkeypatch.chdir(tmp_path)  # no .env here: only what this test sets
     monkeypatch.setenv("ENVIRONMENT", "development")
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'entry.db'}")
     monkeypatch.setenv("BETTER_AUTH_SECRET", SECRET)
