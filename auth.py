@@ -20,17 +20,20 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx2 as httpx
 import jwt
-from fastapi import Depends, Path, Request, Security
+from fastapi import Depends, Path, Request, Response, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
 
 from core.config import Settings
-from core.errors import ServiceUnavailable
+from core.errors import RETRY_AFTER_SECONDS, ServiceUnavailable
 from models import USER_ID_MAX
 
 log = logging.getLogger("taskapi.auth")
@@ -38,6 +41,10 @@ log = logging.getLogger("taskapi.auth")
 MAX_TOKEN_BYTES = 8192
 MAX_HEADER_CHARS = 2048  # Better Auth's header is {"alg","kid"}: well under 200 characters
 JWKS_MAX_BYTES = 256 * 1024
+JWKS_FETCH_SECONDS = 5.0  # the whole fetch, however slowly the server trickles its answer
+# Members only a private (or symmetric) JWK has. A JWKS that publishes one is misconfigured;
+# such a key is never used.
+PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 # alg -> (JWK kty, allowed curves). The allow-list of SPEC.md; anything else is refused.
 ASYMMETRIC_ALGORITHMS: dict[str, tuple[str, frozenset[str] | None]] = {
     "EdDSA": ("OKP", frozenset({"Ed25519"})),
@@ -78,7 +85,9 @@ class JwksCache:
 
     Keys are cached for ``ttl`` seconds and kept past that if a refresh fails. An unknown ``kid``
     (key rotation) triggers a refetch, at most once per ``min_refetch_interval`` seconds, so a
-    flood of forged kids cannot turn into a flood of requests to Better Auth.
+    flood of forged kids cannot turn into a flood of requests to Better Auth. After a failed
+    fetch the next try comes sooner (``retry_interval``, the 503's Retry-After), so the service
+    recovers as soon as Better Auth does.
     """
 
     def __init__(
@@ -88,11 +97,13 @@ class JwksCache:
         *,
         ttl: float = 3600.0,
         min_refetch_interval: float = 10.0,
+        retry_interval: float = float(RETRY_AFTER_SECONDS),
     ) -> None:
         self.url = url
         self._client = client
         self._ttl = ttl
         self._min_interval = min_refetch_interval
+        self._retry_interval = retry_interval
         self._keys: dict[str, dict[str, Any]] = {}
         self._parsed: dict[tuple[str, str], jwt.PyJWK] = {}
         self._fetched_at: float | None = None
@@ -129,12 +140,14 @@ class JwksCache:
         async with self._lock:
             if self._attempted_at >= requested_at:  # another request refreshed while we waited
                 return
-            if time.monotonic() - self._attempted_at < self._min_interval:
+            interval = self._retry_interval if self._last_fetch_failed else self._min_interval
+            if time.monotonic() - self._attempted_at < interval:
                 return
             self._attempted_at = time.monotonic()
             try:
-                keys = await self._fetch()
-            except (httpx.HTTPError, ValueError, RecursionError) as exc:
+                async with asyncio.timeout(JWKS_FETCH_SECONDS):
+                    keys = await self._fetch()
+            except (httpx.HTTPError, ValueError, RecursionError, TimeoutError) as exc:
                 self._last_fetch_failed = True
                 log.warning(
                     "JWKS fetch failed",
@@ -147,24 +160,38 @@ class JwksCache:
             self._last_fetch_failed = False
 
     async def _fetch(self) -> dict[str, dict[str, Any]]:
-        response = await self._client.get(self.url, headers={"Accept": "application/json"})
-        response.raise_for_status()
-        if len(response.content) > JWKS_MAX_BYTES:
-            raise ValueError("JWKS document too large")
-        document = response.json()
+        request = self._client.build_request(
+            "GET", self.url, headers={"Accept": "application/json", "Accept-Encoding": "identity"}
+        )
+        response = await self._client.send(request, stream=True)
+        try:
+            response.raise_for_status()
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) > JWKS_MAX_BYTES:
+                    raise ValueError("JWKS document too large")
+        finally:
+            await response.aclose()
+        document = json.loads(body)
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise ValueError("not a JWKS document")
-        return {
-            jwk["kid"]: jwk
-            for jwk in document["keys"]
-            if isinstance(jwk, dict) and isinstance(jwk.get("kid"), str)
-        }
+        keys: dict[str, dict[str, Any]] = {}
+        for jwk in document["keys"]:
+            if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str):
+                continue
+            if PRIVATE_JWK_MEMBERS & jwk.keys():
+                log.warning("JWKS key has private members; ignored", extra={"kid": jwk["kid"]})
+                continue
+            keys[jwk["kid"]] = jwk
+        return keys
 
     def _parsed_key(self, kid: str, jwk: dict[str, Any], alg: str) -> jwt.PyJWK:
         kty, curves = ASYMMETRIC_ALGORITHMS[alg]
+        crv = jwk.get("crv")
         fits = (
             jwk.get("kty") == kty
-            and (curves is None or jwk.get("crv") in curves)
+            and (curves is None or (isinstance(crv, str) and crv in curves))
             and jwk.get("alg", alg) == alg
             and jwk.get("use", "sig") == "sig"
         )
@@ -174,7 +201,7 @@ class JwksCache:
         if parsed is None:
             try:
                 parsed = jwt.PyJWK(jwk, algorithm=alg)
-            except jwt.PyJWTError:
+            except (jwt.PyJWTError, ValueError, TypeError, KeyError):  # malformed members
                 log.warning("unusable key in JWKS", extra={"kid": kid})
                 raise unauthorized("Token signing key is unknown") from None
             self._parsed[(kid, alg)] = parsed
@@ -244,6 +271,9 @@ class TokenVerifier:
                 if isinstance(exc, kind):
                     raise unauthorized(detail) from None
             raise unauthorized("Invalid token") from None
+        # PyJWT takes "exp": "1767225600" (a string) as a number; RFC 7519 says NumericDate.
+        if not isinstance(claims["exp"], int | float) or isinstance(claims["exp"], bool):
+            raise unauthorized("Token expiry (exp) is not a number")
         return claims
 
 
@@ -285,9 +315,17 @@ async def current_user(
     # Declared for the OpenAPI security scheme; the header is parsed below for precise errors.
     _scheme: Annotated[object, Security(bearer_scheme)] = None,
 ) -> Caller:
-    header = request.headers.get("authorization")
-    if header is None:
+    headers = request.headers.getlist("authorization")
+    if not headers:
         raise unauthorized("Not authenticated: send Authorization: Bearer <token>", error=False)
+    if len(headers) > 1:
+        # A proxy and this service could each read a different one (RFC 6750 §3.1).
+        raise HTTPException(
+            400,
+            "Send exactly one Authorization header",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_request"'},
+        )
+    header = headers[0]
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":
         raise unauthorized("Authorization header must use the Bearer scheme", error=False)
@@ -299,6 +337,29 @@ async def current_user(
 
 
 CurrentUser = Annotated[Caller, Depends(current_user)]
+
+
+class AuthenticatedRoute(APIRoute):
+    """A route whose authentication answers before its input validation.
+
+    FastAPI parses a JSON body before it runs any dependency, so a request with no valid token
+    and a malformed body would get a 400 (and learn about our input rules) instead of a 401.
+    When the input is refused, the token is checked first: a bad one turns the answer into 401.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except (RequestValidationError, HTTPException) as refused:
+                if isinstance(refused, HTTPException) and refused.status_code != 400:
+                    raise
+                await current_user(request)  # raises the 401 (or 503) if the token fails
+                raise
+
+        return handler
 
 
 async def path_user_is_caller(

@@ -31,10 +31,22 @@ class ConfigurationError(RuntimeError):
     """The service cannot start with this configuration; the message says what to set."""
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def origin_of(url: str) -> str:
-    """``https://auth.example.com/base/`` -> ``https://auth.example.com``: its iss and aud."""
+    """``https://Auth.example.com:443/base/`` -> ``https://auth.example.com``: its iss and aud.
+
+    The origin as a browser (and Better Auth, through ``new URL(baseURL).origin``) writes it:
+    scheme and host lower-cased, no credentials, no default port.
+    """
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    scheme, host, port = parts.scheme.lower(), parts.hostname or "", parts.port
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    if port is not None and port != DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}"
 
 
 class Settings(BaseSettings):
@@ -92,8 +104,9 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None:
             parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
+            if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
                 raise ValueError("must be an absolute http(s) URL, e.g. https://app.example.com")
+            origin_of(value)  # a port that is not a number raises here, at start-up
         return value
 
     @property

@@ -32,7 +32,7 @@ from sqlmodel import Session
 from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 
-from auth import Caller, CurrentUser, path_user_is_caller
+from auth import AuthenticatedRoute, Caller, CurrentUser, path_user_is_caller
 from core.errors import error_responses
 from db import Database, get_database
 from models import tasks, utc_now
@@ -47,7 +47,9 @@ from schemas import (
 )
 
 _COMMON = error_responses(400, 401, 503)
-router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=_COMMON)
+router = APIRouter(
+    prefix="/api/tasks", tags=["tasks"], responses=_COMMON, route_class=AuthenticatedRoute
+)
 # Compatibility alias for hackathon-style frontends. The path may only repeat the token's
 # subject (else 403); identity still comes from the token alone.
 user_path_router = APIRouter(
@@ -55,6 +57,7 @@ user_path_router = APIRouter(
     tags=["tasks (user path alias)"],
     responses={**_COMMON, **error_responses(403)},
     dependencies=[Depends(path_user_is_caller)],
+    route_class=AuthenticatedRoute,
 )
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 

@@ -17,12 +17,14 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi.testclient import TestClient
+from jwt.algorithms import get_default_algorithms
 
 import auth
 from core.errors import RETRY_AFTER_SECONDS
@@ -605,3 +607,156 @@ def test_user_id_in_body_or_query_never_sets_identity_fr003(pg_client: TestClien
     listed = pg_client.get(TASKS, params={"user_id": BOB}, headers=bearer(alice))
     assert [task["user_id"] for task in listed.json()] == [ALICE]
     assert pg_client.get(TASKS, headers=bearer(mint(BOB))).json() == []
+
+
+# ---- every task route, writes included (US2-2, US2-3) -------------------------------------------
+
+ROUTES = [
+    ("GET", ""),
+    ("POST", ""),
+    ("GET", "/{id}"),
+    ("PUT", "/{id}"),
+    ("PATCH", "/{id}"),
+    ("PATCH", "/{id}/complete"),
+    ("DELETE", "/{id}"),
+]
+
+
+@pytest.mark.parametrize(("method", "suffix"), ROUTES, ids=[f"{m}{s}" for m, s in ROUTES])
+@pytest.mark.parametrize("prefix", [TASKS, f"/api/{ALICE}/tasks"], ids=["plain", "alias"])
+@pytest.mark.parametrize(
+    ("token", "detail"),
+    [
+        (None, "Not authenticated: send Authorization: Bearer <token>"),
+        (mint(ALICE, key="another-secret-0123456789abcdef-0123"), "Token signature is invalid"),
+        (mint(ALICE, expires_in=-3600), "Token has expired"),
+        (
+            f"{segment({'alg': 'none'})}.{segment(claims_for())}.",
+            "Token algorithm is not accepted",
+        ),
+    ],
+    ids=["missing", "bad-signature", "expired", "alg-none"],
+)
+def test_every_route_refuses_a_missing_or_invalid_token_and_changes_nothing_us2_2_us2_3(
+    pg_client: TestClient,
+    method: str,
+    suffix: str,
+    prefix: str,
+    token: str | None,
+    detail: str,
+) -> None:
+    task = create_task(pg_client, mint(ALICE))
+    before = pg_client.get(TASKS, headers=bearer(mint(ALICE))).json()
+    response = pg_client.request(
+        method,
+        prefix + suffix.format(id=task["id"]),
+        json={"title": "taken over", "completed": True} if method in ("POST", "PUT") else None,
+        headers=bearer(token) if token else {},
+    )
+    assert_401(response, detail, token=token, challenge=INVALID_TOKEN if token else NO_CREDENTIALS)
+    assert pg_client.get(TASKS, headers=bearer(mint(ALICE))).json() == before
+
+
+def test_two_authorization_headers_are_400_whichever_comes_first_us2_2(
+    pg_client: TestClient,
+) -> None:
+    # A proxy and this service might each read a different one.
+    good, bad = f"Bearer {mint(BOB)}", "Bearer garbage"
+    for pair in ([good, bad], [bad, good]):
+        response = pg_client.post(
+            TASKS, json={"title": "x"}, headers=[("Authorization", value) for value in pair]
+        )
+        assert response.status_code == 400
+        assert response.json() == {"detail": "Send exactly one Authorization header"}
+        assert response.headers["www-authenticate"] == 'Bearer error="invalid_request"'
+    assert pg_client.get(TASKS, headers=bearer(mint(BOB))).json() == []
+
+
+def test_expiry_that_is_not_a_number_is_401_us2_2(pg_client: TestClient) -> None:
+    # PyJWT alone reads "exp": "<digits>" as a number; RFC 7519 says NumericDate.
+    token = mint(ALICE, expires_in=None, claims={"exp": str(int(time.time()) + 900)})
+    assert_rejected(pg_client, token, "Token expiry (exp) is not a number")
+
+
+# ---- what a JWKS may not contain (US2-2) --------------------------------------------------------
+
+
+@dataclass
+class PublishedKey(SigningKey):
+    """A key whose JWKS entry the test bends: ``extra`` members are merged into it."""
+
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def public_jwk(self) -> dict[str, Any]:
+        return {**super().public_jwk(), **self.extra}
+
+
+def published(alg: str, extra: dict[str, Any] | None = None) -> PublishedKey:
+    key = generate_key(alg)
+    return PublishedKey(key.alg, key.kid, key.private, extra or {})
+
+
+def private_members(key: SigningKey) -> dict[str, Any]:
+    jwk = json.loads(get_default_algorithms()[key.alg].to_jwk(key.private))
+    return {name: jwk[name] for name in ("d", "p", "q", "dp", "dq", "qi") if name in jwk}
+
+
+@pytest.mark.parametrize("alg", ["RS256", "PS256", "EdDSA", "ES256"])
+def test_key_published_with_its_private_half_is_never_used_us2_2(
+    fresh_client: TestClient, jwks: JwksServer, origin: str, alg: str
+) -> None:
+    # A JWKS that leaks its private key is misconfigured: anyone could sign with that key.
+    key = published(alg)
+    key.extra = private_members(key)
+    assert key.extra
+    jwks.keys = [key]
+    assert_rejected(fresh_client, jwks_token(key, origin), "Token signing key is unknown")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"crv": ["Ed25519"]}, {"crv": "X25519"}, {"use": "enc"}, {"alg": "ES256"}, {"kty": "EC"}],
+    ids=["crv-list", "crv-other", "use-enc", "alg-other", "kty-other"],
+)
+def test_key_whose_entry_does_not_fit_the_token_is_401_us2_2(
+    fresh_client: TestClient, jwks: JwksServer, origin: str, extra: dict[str, Any]
+) -> None:
+    key = published("EdDSA", extra)
+    jwks.keys = [key]
+    assert_rejected(
+        fresh_client, jwks_token(key, origin), "Token algorithm does not match its signing key"
+    )
+
+
+def test_jwks_that_trickles_its_answer_is_cut_off_with_a_503_us2_2(
+    fresh_client: TestClient,
+    jwks: JwksServer,
+    signing_keys: dict[str, SigningKey],
+    origin: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The per-read timeout alone lets a server that sends a byte now and then hold every
+    # request for as long as it likes; the whole fetch has a deadline.
+    monkeypatch.setattr(auth, "JWKS_FETCH_SECONDS", 1.0)
+    jwks.delay = 3.0
+    started = time.monotonic()
+    response = probe(fresh_client, jwks_token(signing_keys["EdDSA"], origin))
+    assert response.status_code == 503
+    assert response.json() == {"detail": KEYS_UNAVAILABLE}
+    assert time.monotonic() - started < 2.5
+
+
+def test_keys_are_fetched_again_once_retry_after_has_passed_us2_1(
+    fresh_client: TestClient,
+    jwks: JwksServer,
+    signing_keys: dict[str, SigningKey],
+    origin: str,
+    clock: Clock,
+) -> None:
+    token = jwks_token(signing_keys["EdDSA"], origin)
+    jwks.fail = True
+    assert probe(fresh_client, token).status_code == 503
+    jwks.fail = False  # Better Auth is back
+    assert probe(fresh_client, token).status_code == 503  # within Retry-After: no new fetch
+    clock.advance(float(RETRY_AFTER_SECONDS))
+    assert_accepted(fresh_client, token)  # not the 10 s refetch limit of a healthy cache

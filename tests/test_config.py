@@ -56,6 +56,12 @@ def test_production_refuses_a_weak_secret(secret: str, complaint: str) -> None:
         ({"better_auth_secret": " " * 40}, "too repetitive"),
         ({"better_auth_secret": "ab" * 20}, "too repetitive"),
         ({"better_auth_url": "https://auth.example.com", "cors_origins": "*"}, "explicit origins"),
+        # Keys with nothing to pin: any issuer and audience would pass.
+        ({"better_auth_jwks_url": "https://keys.example.com/jwks"}, "without an issuer"),
+        (
+            {"better_auth_jwks_url": "https://keys.example.com/jwks", "jwt_issuer": "i"},
+            "without an issuer",
+        ),
     ],
 )
 def test_production_refuses_configurations_that_can_be_tricked(
@@ -132,6 +138,31 @@ def test_jwks_mode_derives_url_issuer_and_audience_from_better_auth_url() -> Non
         "iss",
         "aud",
     )
+
+
+@pytest.mark.parametrize(
+    ("base_url", "origin"),
+    [
+        ("https://App.Example.COM/", "https://app.example.com"),
+        ("https://app.example.com:443/auth", "https://app.example.com"),
+        ("http://localhost:80", "http://localhost"),
+        ("http://user:password@localhost:3000", "http://localhost:3000"),
+        ("HTTPS://app.example.com:8443", "https://app.example.com:8443"),
+        ("http://[::1]:3000/", "http://[::1]:3000"),
+    ],
+)
+def test_pinned_issuer_is_the_origin_as_a_browser_writes_it_us2_1(
+    base_url: str, origin: str
+) -> None:
+    # Better Auth writes iss/aud from `new URL(baseURL).origin`: host lower-cased, no default
+    # port, no credentials. Pinning the URL as typed would refuse every token.
+    config = settings(better_auth_url=base_url)
+    assert (config.jwks_issuer, config.jwks_audience) == (origin, origin)
+
+
+def test_better_auth_url_with_a_port_that_is_not_a_number_is_refused() -> None:
+    with pytest.raises(ValueError, match="Port could not be cast"):
+        settings(better_auth_url="https://app.example.com:http")
 
 
 def test_better_auth_url_must_be_absolute_http() -> None:
