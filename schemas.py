@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -46,6 +47,9 @@ def _title(value: str) -> str:
             "must be 1 to {max} characters after trimming surrounding whitespace",
             {"max": TITLE_MAX},
         )
+    if not any(char.isprintable() and not char.isspace() for char in value):
+        # e.g. only zero-width spaces: a title nobody could see or click.
+        raise PydanticCustomError("title_invisible", "must contain a visible character")
     return value
 
 
@@ -132,6 +136,16 @@ class ErrorBody(BaseModel):
 
 # ---- listing -----------------------------------------------------------------------------------
 
+
+def _true_or_false(value: object) -> object:
+    # pydantic would also take yes/no, on/off, 1/0, t/f: the contract says true or false.
+    if isinstance(value, str):
+        if value.lower() not in ("true", "false"):
+            raise PydanticCustomError("bool_parsing", "must be true or false")
+        return value.lower() == "true"
+    return value
+
+
 SortKey = Literal["created", "updated", "title"]
 StatusValue = Literal["all", "pending", "completed"]
 # Each key's natural direction: dates newest first, titles A to Z. "-key" or order=desc sorts
@@ -202,7 +216,9 @@ class TaskListQuery(BaseModel):
 
     status: StatusValue | None = Field(default=None, description="all, pending or completed")
     status_filter: StatusValue | None = Field(default=None, description="alias of status")
-    completed: bool | None = Field(default=None, description="true = completed, false = pending")
+    completed: Annotated[bool | None, BeforeValidator(_true_or_false)] = Field(
+        default=None, description="true = completed, false = pending"
+    )
     sort: Literal["created", "updated", "title", "-created", "-updated", "-title"] | None = Field(
         default=None,
         description="created (default, newest first), updated or title; '-' = descending",

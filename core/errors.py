@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from schemas import ErrorBody
 
@@ -84,19 +85,46 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     assert isinstance(exc, RequestValidationError)
     body = validation_body(exc.errors())
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if (
-        media_type
-        and not media_type.endswith("json")
-        and any(e["loc"] == ["body"] for e in body["errors"])
+    if not media_type.endswith("json") and any(
+        e["loc"] == ["body"] and e["type"] != "missing" for e in body["errors"]
     ):
-        # fetch() sends text/plain for a string body unless told otherwise: say so.
+        # A body was sent but not as JSON: fetch() sends text/plain for a string body unless
+        # told otherwise, and some clients send no Content-Type at all. Say what to do.
         body["detail"] = "request body must be JSON, sent with Content-Type: application/json"
     return JSONResponse(body, status_code=400)
 
 
+# FastAPI's answer when a JSON body cannot be decoded at all (invalid UTF-8, a charset it cannot
+# read, nesting too deep, a number too long): the same contract as any other malformed body.
+_FASTAPI_PARSE_ERROR = "There was an error parsing the body"
+_UNREADABLE_BODY = validation_body(
+    [{"loc": ("body",), "msg": "could not be decoded as JSON", "type": "json_invalid"}]
+)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
+
+
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, str(exc.detail), exc.headers)
+    if exc.status_code == 400 and exc.detail == _FASTAPI_PARSE_ERROR:
+        return JSONResponse(_UNREADABLE_BODY, status_code=400)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    return error_response(exc.status_code, str(exc.detail), headers)
 
 
 async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from core.errors import ServiceUnavailable, error_responses
-from db import Database, get_database, head_revision
+from db import SCHEMA_NOT_MIGRATED, Database, get_database, head_revision
 
 router = APIRouter(prefix="/health", tags=["health"])
 SCHEMA_HEAD = head_revision()
@@ -31,5 +31,10 @@ async def readiness(database: Annotated[Database, Depends(get_database)]) -> Hea
     # A database failure raises, and the error handlers turn it into a 503 with Retry-After.
     if await database.schema_revision() != SCHEMA_HEAD:
         # Production migrates before rollout (`make migrate`); until then, take no traffic.
-        raise ServiceUnavailable("Database schema is not migrated: run `make migrate`")
+        raise ServiceUnavailable(SCHEMA_NOT_MIGRATED)
     return Health(status="ready")
+
+
+# HEAD too (undocumented twins): load balancers and uptime monitors often probe with it.
+router.add_api_route("", liveness, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/ready", readiness, methods=["HEAD"], include_in_schema=False)

@@ -219,6 +219,22 @@ def test_title_over_200_chars_is_400_on_every_write_us3_2_fr009(
     )
 
 
+@WRITES
+@pytest.mark.parametrize(
+    "title", ["\u200b", "\u200b\u200d\u2060", " \ufeff "], ids=["zwsp", "zero-widths", "bom"]
+)
+def test_title_with_no_visible_character_is_400_on_every_write_us3_2_fr009(
+    write: Write, unchanged: None, title: str
+) -> None:
+    response = write.json({"title": title})
+    assert_error(
+        response,
+        400,
+        "title: must contain a visible character",
+        [(["body", "title"], "title_invisible")],
+    )
+
+
 # ---- types and nulls (FR-008, SC-006) -----------------------------------------------------------
 
 NOT_STRINGS = pytest.mark.parametrize(
@@ -384,16 +400,70 @@ def test_malformed_json_is_400_on_every_write_fr008_sc006(
 
 
 @pytest.mark.parametrize(
-    "content_type", ["text/plain;charset=UTF-8", "application/x-www-form-urlencoded"]
+    "content_type", ["text/plain;charset=UTF-8", "application/x-www-form-urlencoded", None]
 )
 def test_json_sent_without_a_json_content_type_is_400_that_says_so_fr008_sc006(
-    client: TestClient, alice: Headers, unchanged: None, content_type: str
+    client: TestClient, alice: Headers, unchanged: None, content_type: str | None
 ) -> None:
-    # fetch(url, {method: "POST", body: JSON.stringify(task)}) sends text/plain by default.
-    response = client.post(
-        "/api/tasks", content=b'{"title": "x"}', headers={**alice, "Content-Type": content_type}
-    )
+    # fetch(url, {method: "POST", body: JSON.stringify(task)}) sends text/plain by default;
+    # some HTTP clients send no Content-Type at all.
+    headers = {**alice, "Content-Type": content_type} if content_type else alice
+    response = client.post("/api/tasks", content=b'{"title": "x"}', headers=headers)
     assert_error(response, 400, NOT_JSON_CONTENT_TYPE, [(["body"], "model_attributes_type")])
+
+
+UNDECODABLE = pytest.mark.parametrize(
+    "raw",
+    [
+        '{"title": "caf\u00e9"}'.encode("latin-1"),  # not UTF-8
+        b"[" * 100_000,  # nested deeper than any decoder recurses
+        b'{"title": "x", "n": ' + b"9" * 5000 + b"}",  # an integer too long to convert
+    ],
+    ids=["latin-1", "deep-nesting", "huge-integer"],
+)
+
+
+@UNDECODABLE
+@BODY_WRITES
+def test_undecodable_body_is_400_like_malformed_json_fr008_sc006(
+    write: Write, unchanged: None, raw: bytes
+) -> None:
+    response = write.raw(raw)
+    assert_error(response, 400, NOT_JSON, [(["body"], "json_invalid")])
+
+
+UNAUTHENTICATED = pytest.mark.parametrize(
+    ("headers", "detail", "challenge"),
+    [
+        ({}, "Not authenticated: send Authorization: Bearer <token>", "Bearer"),
+        (bearer("not.a.token"), "Malformed token", 'Bearer error="invalid_token"'),
+    ],
+    ids=["no-token", "bad-token"],
+)
+
+
+@UNAUTHENTICATED
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"title": ', '{"title": "caf\u00e9"}'.encode("latin-1"), b"[]", b'{"title": ""}'],
+    ids=["malformed", "undecodable", "non-object", "invalid-title"],
+)
+@pytest.mark.parametrize("path", ["/api/tasks", f"/api/{ALICE}/tasks"], ids=["plain", "alias"])
+def test_token_is_checked_before_the_body_us2_3_us2_2(
+    client: TestClient,
+    task: dict[str, Any],
+    unchanged: None,
+    headers: Headers,
+    detail: str,
+    challenge: str,
+    raw: bytes,
+    path: str,
+) -> None:
+    # FastAPI parses a body before any dependency runs: without care a caller with no valid
+    # token would get a 400 that describes our input rules instead of a 401.
+    response = client.post(path, content=raw, headers=json_headers(headers))
+    assert_error(response, 401, detail)
+    assert response.headers["www-authenticate"] == challenge
 
 
 # JSON that is not an object, on every write; but a bare null to .../complete means no body

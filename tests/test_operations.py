@@ -170,6 +170,33 @@ def test_trailing_slash_is_served_without_a_redirect_fr013(
     assert pg_client.get("/api/tasks/", headers={"Host": "evil.example"}).status_code == 401
 
 
+@pytest.mark.parametrize("path", ["/health", "/health/ready"])
+def test_health_probes_answer_head_too(pg_client: TestClient, path: str) -> None:
+    # Load balancers and uptime monitors often probe with HEAD.
+    response = pg_client.head(path)
+    assert response.status_code == 200
+    assert response.content == b""
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/api/tasks", "GET, POST"),
+        ("POST", "/api/tasks/1", "DELETE, GET, PATCH, PUT"),
+        ("GET", "/api/tasks/1/complete", "PATCH"),
+        ("POST", "/api/someone/tasks/1", "DELETE, GET, PATCH, PUT"),
+        ("POST", "/health", "GET, HEAD"),
+    ],
+)
+def test_wrong_method_is_json_405_that_lists_every_allowed_method(
+    pg_client: TestClient, alice: dict[str, str], method: str, path: str, allowed: str
+) -> None:
+    response = pg_client.request(method, path, headers=alice)
+    assert response.status_code == 405
+    assert response.json() == {"detail": "Method Not Allowed"}
+    assert response.headers["allow"] == allowed
+
+
 def test_unknown_path_is_json_404(pg_client: TestClient) -> None:
     response = pg_client.get("/nope")
     assert response.status_code == 404
