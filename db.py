@@ -20,6 +20,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi import Request
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
@@ -29,6 +30,8 @@ from core.errors import ServiceUnavailable
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent
+UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a relation that does not exist
+SCHEMA_NOT_MIGRATED = "Database schema is not migrated: run `make migrate`"
 
 
 def normalize_url(raw: str) -> URL:
@@ -109,6 +112,10 @@ class Database:
             # Own thread limiter, sized like the pool: database work neither takes nor waits for
             # anyio's default 40 tokens.
             return await anyio.to_thread.run_sync(self._transaction, work, limiter=self._threads)
+        except sa_exc.DBAPIError as exc:
+            if _schema_missing(exc):
+                raise ServiceUnavailable(SCHEMA_NOT_MIGRATED) from exc
+            raise
         finally:
             self._slots.release()
 
@@ -121,6 +128,14 @@ class Database:
         return await self.run(
             lambda session: MigrationContext.configure(session.connection()).get_current_revision()
         )
+
+
+def _schema_missing(exc: sa_exc.DBAPIError) -> bool:
+    """The tasks table is not there: production started before `make migrate` ran."""
+    code = getattr(exc.orig, "pgcode", None)
+    return code == UNDEFINED_TABLE or (
+        isinstance(exc, sa_exc.OperationalError) and "no such table" in str(exc.orig)
+    )
 
 
 def alembic_config() -> Config:

@@ -14,9 +14,11 @@ from sqlalchemy import (
     Table,
     Text,
     false,
-    func,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -56,6 +58,27 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# The database's own "now", for rows written by other tools. SQLite's CURRENT_TIMESTAMP is
+# "2026-11-25 12:00:00", which sorts before "2026-11-25 12:00:00.000000", the form SQLAlchemy
+# stores: such rows would break ordering and keyset pages. Write them in SQLAlchemy's form.
+SQLITE_NOW = "(strftime('%Y-%m-%d %H:%M:%f000', 'now'))"
+
+
+class db_now(FunctionElement[datetime]):
+    type = DateTime(timezone=True)
+    inherit_cache = True
+
+
+@compiles(db_now)
+def _db_now(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CURRENT_TIMESTAMP"
+
+
+@compiles(db_now, "sqlite")
+def _db_now_sqlite(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return SQLITE_NOW
+
+
 class Task(SQLModel, table=True):
     __tablename__ = "tasks"
     # The list query is "this user's tasks, newest (or most recently updated) first": these
@@ -79,11 +102,11 @@ class Task(SQLModel, table=True):
     )
     created_at: datetime = Field(
         default_factory=utc_now,
-        sa_column=Column(UTCDateTime, nullable=False, server_default=func.current_timestamp()),
+        sa_column=Column(UTCDateTime, nullable=False, server_default=db_now()),
     )
     updated_at: datetime = Field(
         default_factory=utc_now,
-        sa_column=Column(UTCDateTime, nullable=False, server_default=func.current_timestamp()),
+        sa_column=Column(UTCDateTime, nullable=False, server_default=db_now()),
     )
 
     __table__: ClassVar[Table]

@@ -95,3 +95,19 @@ def test_production_start_up_does_not_migrate(empty_url: str) -> None:
     engine = create_engine(normalize_url(empty_url))
     assert "tasks" not in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_task_routes_are_503_until_the_schema_is_migrated(empty_url: str) -> None:
+    # Production does not migrate at start-up; a release that skipped `make migrate` must say
+    # so (503, retry later), not fail with a 500.
+    with TestClient(create_app(make_settings(empty_url))) as client:
+        headers = bearer(mint())
+        responses = [
+            client.get("/api/tasks", headers=headers),
+            client.post("/api/tasks", json={"title": "lost?"}, headers=headers),
+            client.patch("/api/tasks/1/complete", headers=headers),
+        ]
+    for response in responses:
+        assert response.status_code == 503, response.text
+        assert response.json() == {"detail": "Database schema is not migrated: run `make migrate`"}
+        assert response.headers["retry-after"] == "2"

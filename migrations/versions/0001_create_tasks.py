@@ -16,6 +16,14 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+def _now() -> sa.TextClause:
+    # SQLite's CURRENT_TIMESTAMP has no fraction and sorts before the timestamps SQLAlchemy
+    # writes ("... 12:00:00.000000"): default to that form instead (see models.db_now).
+    if op.get_bind().dialect.name == "sqlite":
+        return sa.text("(strftime('%Y-%m-%d %H:%M:%f000', 'now'))")
+    return sa.text("CURRENT_TIMESTAMP")
+
+
 def upgrade() -> None:
     op.create_table(
         "tasks",
@@ -33,13 +41,13 @@ def upgrade() -> None:
             "created_at",
             sa.DateTime(timezone=True),
             nullable=False,
-            server_default=sa.func.current_timestamp(),
+            server_default=_now(),
         ),
         sa.Column(
             "updated_at",
             sa.DateTime(timezone=True),
             nullable=False,
-            server_default=sa.func.current_timestamp(),
+            server_default=_now(),
         ),
         sqlite_autoincrement=True,
     )
