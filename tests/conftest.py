@@ -253,16 +253,15 @@ class LiveServer:
         self.workdir.cleanup()
 
 
-@pytest.fixture(scope="module")
-def live_server(pg_url: str) -> Iterator[LiveServer]:
-    """The API served by uvicorn against the test PostgreSQL, with a deliberately small pool."""
+def serve(pg_url: str, pool_size: int) -> Iterator[LiveServer]:
     server = LiveServer(
         {
             "ENVIRONMENT": "production",
             "DATABASE_URL": pg_url,
             "BETTER_AUTH_SECRET": SECRET,
-            "DB_POOL_SIZE": "2",
-            "DB_POOL_TIMEOUT": "5",
+            "DB_POOL_SIZE": str(pool_size),
+            # Generous: a stall shows as a 503 after this long, a busy CI machine is no stall.
+            "DB_POOL_TIMEOUT": "15",
             "LOG_LEVEL": "WARNING",
         }
     )
@@ -271,3 +270,15 @@ def live_server(pg_url: str) -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def live_server(pg_url: str) -> Iterator[LiveServer]:
+    """The API served by uvicorn against the test PostgreSQL, with a deliberately small pool."""
+    yield from serve(pg_url, pool_size=2)
+
+
+@pytest.fixture(scope="module")
+def wide_live_server(pg_url: str) -> Iterator[LiveServer]:
+    """The same with many connections, so that many updates of one row really run at once."""
+    yield from serve(pg_url, pool_size=16)

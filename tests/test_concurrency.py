@@ -44,7 +44,8 @@ def test_burst_of_64_clients_never_stalls_or_errors(live_server: LiveServer) -> 
         assert http.get("/api/tasks").headers["x-total-count"] == str(CLIENTS // 8)
 
 
-def test_concurrent_toggles_are_atomic_and_none_is_lost(live_server: LiveServer) -> None:
+def test_concurrent_toggles_are_atomic_and_none_is_lost(wide_live_server: LiveServer) -> None:
+    live_server = wide_live_server
     headers = bearer(mint(ALICE))
     with httpx2.Client(base_url=live_server.url, headers=headers, timeout=30) as http:
         task_id = http.post("/api/tasks", json={"title": "contended"}).json()["id"]
@@ -56,7 +57,7 @@ def test_concurrent_toggles_are_atomic_and_none_is_lost(live_server: LiveServer)
             completed: bool = response.json()["completed"]
             return completed
 
-    toggles = 40
+    toggles = 64
     with ThreadPoolExecutor(toggles) as pool:
         states = list(pool.map(toggle, range(toggles)))
     # Serial toggles alternate: as many answers saw True as saw False, and an even count ends

@@ -9,7 +9,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import BigInteger, create_engine, inspect, select, text
 from sqlmodel import SQLModel
 
 from db import alembic_config, migrate, normalize_url
@@ -53,7 +53,11 @@ def test_migrations_create_exactly_the_model_schema_fr005(empty_url: str) -> Non
     assert differences == []
     assert columns["completed"]["nullable"] is False
     assert columns["description"]["nullable"] is True
+    # FR-005's "user_id indexed", together with each list order (newest, recently updated).
     assert indexes["ix_tasks_user_created"] == ["user_id", "created_at", "id"]
+    assert indexes["ix_tasks_user_updated"] == ["user_id", "updated_at", "id"]
+    if engine.dialect.name == "postgresql":
+        assert isinstance(columns["id"]["type"], BigInteger)  # ids never run out at 2**31
 
 
 def test_rows_written_by_other_tools_get_defaults_fr005_fr010(empty_url: str) -> None:

@@ -1,9 +1,13 @@
 """CRUD through the API, on PostgreSQL and on SQLite (US1-1, US3-1, US3-3, FR-005/006/010/011)."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, insert
 
+from models import tasks
 from tests.keys import ALICE
 
 FIELDS = {"id", "user_id", "title", "description", "completed", "created_at", "updated_at"}
@@ -135,8 +139,10 @@ def test_delete_returns_the_task_then_404_fr006(client: TestClient, alice: dict[
 
 
 def test_missing_task_is_404_on_every_operation_us3_3(
-    client: TestClient, alice: dict[str, str]
+    client: TestClient, alice: dict[str, str], db_rows: Callable[[], list[tuple[Any, ...]]]
 ) -> None:
+    client.post("/api/tasks", json={"title": "unrelated"}, headers=alice)
+    before = db_rows()
     for method, path, body in (
         ("GET", "/api/tasks/999999", None),
         ("PUT", "/api/tasks/999999", {"title": "x"}),
@@ -147,6 +153,20 @@ def test_missing_task_is_404_on_every_operation_us3_3(
         response = client.request(method, path, json=body, headers=alice)
         assert response.status_code == 404, (method, path)
         assert response.json() == {"detail": "Task not found"}
+    assert db_rows() == before
+
+
+def test_ids_beyond_32_bits_are_stored_and_served_fr005(
+    client: TestClient, alice: dict[str, str], backend_url: str
+) -> None:
+    big = 2**62 + 7
+    engine = create_engine(backend_url)
+    with engine.begin() as conn:
+        conn.execute(insert(tasks).values(id=big, user_id=ALICE, title="far away"))
+    engine.dispose()
+    response = client.get(f"/api/tasks/{big}", headers=alice)
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == big
 
 
 def test_ids_are_never_reused_after_delete_fr005(client: TestClient, alice: dict[str, str]) -> None:
