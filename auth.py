@@ -272,8 +272,10 @@ class TokenVerifier:
                     raise unauthorized(detail) from None
             raise unauthorized("Invalid token") from None
         # PyJWT takes "exp": "1767225600" (a string) as a number; RFC 7519 says NumericDate.
-        if not isinstance(claims["exp"], int | float) or isinstance(claims["exp"], bool):
-            raise unauthorized("Token expiry (exp) is not a number")
+        for claim in ("exp", "iat", "nbf"):
+            value = claims.get(claim, 0)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise unauthorized(f"Token claim '{claim}' is not a number")
         return claims
 
 
@@ -292,13 +294,18 @@ def _unverified_header(token: str) -> dict[str, Any]:
 
 
 def _subject(claims: dict[str, Any], *, allow_session_cache: bool) -> str:
-    subject = claims.get("sub")
+    session, user = claims.get("session"), claims.get("user")
+    named = [
+        claims.get("sub"),
+        session.get("userId") if isinstance(session, dict) else None,
+        user.get("id") if isinstance(user, dict) else None,
+    ]
+    subject = named[0]
     if subject is None and allow_session_cache:
         # Better Auth's cookie-cache JWT has no sub: {session: {userId}, user: {id}}.
-        session, user = claims.get("session"), claims.get("user")
-        subject = session.get("userId") if isinstance(session, dict) else None
-        if subject is not None and isinstance(user, dict) and user.get("id", subject) != subject:
-            raise unauthorized("Token names two different users")
+        subject = named[1]
+    if subject is not None and any(other not in (None, subject) for other in named):
+        raise unauthorized("Token names two different users")
     if (
         not isinstance(subject, str)
         or not 0 < len(subject) <= USER_ID_MAX

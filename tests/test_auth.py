@@ -676,10 +676,14 @@ def test_two_authorization_headers_are_400_whichever_comes_first_us2_2(
     assert pg_client.get(TASKS, headers=bearer(mint(BOB))).json() == []
 
 
-def test_expiry_that_is_not_a_number_is_401_us2_2(pg_client: TestClient) -> None:
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+def test_date_claim_that_is_a_numeric_string_is_401_us2_2(
+    pg_client: TestClient, claim: str
+) -> None:
     # PyJWT alone reads "exp": "<digits>" as a number; RFC 7519 says NumericDate.
-    token = mint(ALICE, expires_in=None, claims={"exp": str(int(time.time()) + 900)})
-    assert_rejected(pg_client, token, "Token expiry (exp) is not a number")
+    now = int(time.time())
+    token = mint(ALICE, claims={claim: str(now + 900 if claim == "exp" else now - 60)})
+    assert_rejected(pg_client, token, f"Token claim '{claim}' is not a number")
 
 
 # ---- what a JWKS may not contain (US2-2) --------------------------------------------------------
