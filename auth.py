@@ -18,7 +18,6 @@ import binascii
 import contextlib
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -55,7 +54,6 @@ ASYMMETRIC_ALGORITHMS: dict[str, tuple[str, frozenset[str] | None]] = {
 }
 # Header parameters that would let a token name its own key. Never fetched, never trusted.
 FORBIDDEN_HEADER_PARAMS = ("jku", "x5u", "jwk", "x5c", "crit")
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -84,10 +82,11 @@ class JwksCache:
     """Better Auth's public keys, fetched without blocking the event loop.
 
     Keys are cached for ``ttl`` seconds and kept past that if a refresh fails. An unknown ``kid``
-    (key rotation) triggers a refetch, at most once per ``min_refetch_interval`` seconds, so a
-    flood of forged kids cannot turn into a flood of requests to Better Auth. After a failed
-    fetch the next try comes sooner (``retry_interval``, the 503's Retry-After), so the service
-    recovers as soon as Better Auth does.
+    (key rotation) triggers a refetch. Fetches are spaced, counted from the end of the last one:
+    ``min_refetch_interval`` after a success, so a flood of forged kids cannot turn into a flood
+    of requests to Better Auth; ``retry_interval`` (the 503's Retry-After) after a failure, so
+    the service recovers as soon as Better Auth does. Requests that queued behind a fetch take
+    its result instead of starting another: none waits longer than one fetch's deadline.
     """
 
     def __init__(
@@ -106,8 +105,9 @@ class JwksCache:
         self._retry_interval = retry_interval
         self._keys: dict[str, dict[str, Any]] = {}
         self._parsed: dict[tuple[str, str], jwt.PyJWK] = {}
-        self._fetched_at: float | None = None
-        self._attempted_at = float("-inf")
+        self._fetched_at: float | None = None  # last successful fetch, for the TTL
+        self._checked_at = float("-inf")  # end of the last fetch, successful or not
+        self._next_fetch_at = float("-inf")
         self._last_fetch_failed = False
         self._lock = asyncio.Lock()
         self._background: asyncio.Task[None] | None = None
@@ -138,26 +138,25 @@ class JwksCache:
 
     async def _refresh(self, requested_at: float) -> None:
         async with self._lock:
-            if self._attempted_at >= requested_at:  # another request refreshed while we waited
-                return
-            interval = self._retry_interval if self._last_fetch_failed else self._min_interval
-            if time.monotonic() - self._attempted_at < interval:
-                return
-            self._attempted_at = time.monotonic()
+            if self._checked_at >= requested_at or time.monotonic() < self._next_fetch_at:
+                return  # a fetch ended after this request came in, or it is too soon for one
             try:
                 async with asyncio.timeout(JWKS_FETCH_SECONDS):
                     keys = await self._fetch()
             except (httpx.HTTPError, ValueError, RecursionError, TimeoutError) as exc:
                 self._last_fetch_failed = True
-                log.warning(
-                    "JWKS fetch failed",
-                    extra={"jwks_url": self.url, "error": repr(exc)},
-                )
-                return
-            self._keys = keys
-            self._parsed.clear()
-            self._fetched_at = time.monotonic()
-            self._last_fetch_failed = False
+                # The type and a short message: never a whole (possibly huge) response body.
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.warning("JWKS fetch failed", extra={"jwks_url": self.url, "error": error})
+                pause = self._retry_interval
+            else:
+                self._keys = keys
+                self._parsed.clear()
+                self._fetched_at = time.monotonic()
+                self._last_fetch_failed = False
+                pause = self._min_interval
+            self._checked_at = time.monotonic()
+            self._next_fetch_at = self._checked_at + pause
 
     async def _fetch(self) -> dict[str, dict[str, Any]]:
         request = self._client.build_request(
@@ -167,7 +166,7 @@ class JwksCache:
         try:
             response.raise_for_status()
             body = bytearray()
-            async for chunk in response.aiter_raw():
+            async for chunk in response.aiter_bytes():  # decoded, should it come compressed
                 body += chunk
                 if len(body) > JWKS_MAX_BYTES:
                     raise ValueError("JWKS document too large")
@@ -310,8 +309,8 @@ def _subject(claims: dict[str, Any], *, allow_session_cache: bool) -> str:
         not isinstance(subject, str)
         or not 0 < len(subject) <= USER_ID_MAX
         or subject != subject.strip()
-        or not subject.isprintable()  # no control, format (zero-width) or separator characters
-        or _UNSTORABLE.search(subject)
+        # No control (NUL included), format (zero-width), surrogate or separator characters.
+        or not subject.isprintable()
     ):
         raise unauthorized("Token has no valid subject (sub)")
     return subject

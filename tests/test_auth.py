@@ -17,6 +17,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -768,3 +769,31 @@ def test_keys_are_fetched_again_once_retry_after_has_passed_us2_1(
     assert probe(fresh_client, token).status_code == 503  # within Retry-After: no new fetch
     clock.advance(float(RETRY_AFTER_SECONDS))
     assert_accepted(fresh_client, token)  # not the 10 s refetch limit of a healthy cache
+
+
+def test_requests_queued_behind_a_hanging_fetch_share_its_result_us2_2(
+    fresh_client: TestClient,
+    jwks: JwksServer,
+    signing_keys: dict[str, SigningKey],
+    origin: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Better Auth accepts the connection and never answers. A request that arrives while the
+    # first fetch hangs waits for that fetch, and must not start a second one after it (the
+    # deadline is longer than Retry-After, as in production: 5 s and 2 s).
+    monkeypatch.setattr(auth, "JWKS_FETCH_SECONDS", 2.5)
+    jwks.delay = 6.0
+    token = jwks_token(signing_keys["EdDSA"], origin)
+    hits = jwks.hits
+    started = time.monotonic()
+
+    def late_probe(delay: float) -> tuple[int, float]:
+        time.sleep(delay)
+        response = probe(fresh_client, token)
+        return response.status_code, time.monotonic() - started
+
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(late_probe, [0.0, 0.5, 1.0]))
+    assert [status for status, _ in answers] == [503, 503, 503]
+    assert max(elapsed for _, elapsed in answers) < 4.0  # one deadline (2.5 s), not two
+    assert jwks.hits == hits + 1

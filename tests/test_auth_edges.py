@@ -6,6 +6,7 @@ status, ``detail`` and challenge, and that the tasks table did not change. JWKS 
 scripted key server on 127.0.0.1; the concurrency test runs the real uvicorn server.
 """
 
+import gzip
 import json
 import socket
 import threading
@@ -349,6 +350,30 @@ def test_unusable_jwks_answer_on_a_cold_cache_is_503_fr002(
         assert_keys_unavailable(write(token, app_factory(better_auth_url=scripted.base_url)), token)
         assert scripted.hits == 1
     assert jwks_server.hits == hits_elsewhere  # the redirect was not followed
+
+
+def test_jwks_compressed_against_our_wishes_is_still_read_us2_1(
+    app_factory: Callable[..., TestClient], eddsa_key: SigningKey
+) -> None:
+    # We ask for identity encoding; a proxy may gzip anyway. The key is in there: use it.
+    body = gzip.compress(dumps({"keys": [eddsa_key.public_jwk()]}))
+    with ScriptedJwks((200, {**JSON, "Content-Encoding": "gzip"}, body)) as scripted:
+        client = app_factory(better_auth_url=scripted.base_url)
+        token = eddsa(eddsa_key, scripted.base_url)
+        response = client.get(TASKS, headers=bearer(token))
+    assert response.status_code == 200, response.text
+
+
+def test_jwks_that_inflates_past_256_kib_is_503_fr002(
+    app_factory: Callable[..., TestClient], write: Write, eddsa_key: SigningKey
+) -> None:
+    # 4 KiB on the wire, 4 MiB decompressed: the cap counts what we would hold in memory.
+    padded = {"keys": [eddsa_key.public_jwk()], "_": " " * 2**22}
+    body = gzip.compress(dumps(padded))
+    assert len(body) < 2**13
+    with ScriptedJwks((200, {**JSON, "Content-Encoding": "gzip"}, body)) as scripted:
+        token = eddsa(eddsa_key, scripted.base_url)
+        assert_keys_unavailable(write(token, app_factory(better_auth_url=scripted.base_url)), token)
 
 
 def test_refused_jwks_connection_on_a_cold_cache_is_503_fr002(
