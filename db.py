@@ -144,9 +144,15 @@ def alembic_config() -> Config:
     return config
 
 
-def head_revision() -> str | None:
-    """The newest migration in this checkout: what the database must be at to serve."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+def revisions_behind_head() -> frozenset[str | None]:
+    """Schema revisions this code cannot serve: none at all, or an older one it knows.
+
+    A revision it does not know is a newer release's, migrated before that release rolls out
+    (migrations only add to the schema): this code keeps serving through the rollout.
+    """
+    scripts = ScriptDirectory.from_config(alembic_config())
+    head = scripts.get_current_head()
+    return frozenset({None} | {s.revision for s in scripts.walk_revisions() if s.revision != head})
 
 
 def migrate(engine: Engine) -> None:

@@ -8,7 +8,7 @@ from sqlmodel import SQLModel
 
 import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from core.config import Settings
-from db import normalize_url
+from db import make_engine
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -29,11 +29,9 @@ shared = config.attributes.get("connection")
 if shared is not None:
     run(shared)
 else:
-    from sqlalchemy import create_engine
-
     if config.config_file_name:
         fileConfig(config.config_file_name, disable_existing_loggers=False)
-    engine = create_engine(normalize_url(Settings().database_url))
+    engine = make_engine(Settings())  # the app's engine: same URL handling and connect timeout
     with engine.begin() as connection:
         run(connection)
     engine.dispose()

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from core.errors import ServiceUnavailable, error_responses
-from db import SCHEMA_NOT_MIGRATED, Database, get_database, head_revision
+from db import SCHEMA_NOT_MIGRATED, Database, get_database, revisions_behind_head
 
 router = APIRouter(prefix="/health", tags=["health"])
-SCHEMA_HEAD = head_revision()
+NOT_SERVABLE = revisions_behind_head()
 
 
 class Health(BaseModel):
@@ -29,7 +29,7 @@ async def liveness() -> Health:
 )
 async def readiness(database: Annotated[Database, Depends(get_database)]) -> Health:
     # A database failure raises, and the error handlers turn it into a 503 with Retry-After.
-    if await database.schema_revision() != SCHEMA_HEAD:
+    if await database.schema_revision() in NOT_SERVABLE:
         # Production migrates before rollout (`make migrate`); until then, take no traffic.
         raise ServiceUnavailable(SCHEMA_NOT_MIGRATED)
     return Health(status="ready")

@@ -1,5 +1,10 @@
 """Schema by Alembic: fresh databases reach head, models and migrations agree (FR-005)."""
 
+import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +22,8 @@ from main import create_app
 from models import tasks
 from tests.conftest import make_settings
 from tests.keys import bearer, mint
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -84,6 +91,35 @@ def test_migrations_downgrade_and_upgrade_again(empty_url: str) -> None:
     migrate(engine)  # idempotent
     assert "tasks" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_migrate_command_gives_up_on_a_silent_server_within_the_connect_timeout(
+    tmp_path: Path,
+) -> None:
+    # A host that accepts the connection and never answers (a firewall, a paused Neon
+    # endpoint behind a proxy): `make migrate` must fail, not hang a deploy forever.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k != "BETTER_AUTH_SECRET"}
+        env |= {
+            "DATABASE_URL": f"postgresql://u@127.0.0.1:{port}/db",
+            "DB_CONNECT_TIMEOUT": "1",
+        }
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,  # away from a developer's .env
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode != 0
+    assert "timeout expired" in result.stderr
+    assert time.monotonic() - started < 20
 
 
 def test_development_start_up_migrates_a_fresh_database(empty_url: str) -> None:

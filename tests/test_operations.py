@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
+from db import migrate
 from main import create_app
 from tests.conftest import FRONTEND, make_settings
 
@@ -35,6 +37,22 @@ def test_readiness_is_503_until_the_schema_is_migrated(
     assert response.status_code == 503
     assert response.json() == {"detail": "Database schema is not migrated: run `make migrate`"}
     assert response.headers["retry-after"] == "2"
+
+
+def test_readiness_stays_200_when_a_newer_release_has_migrated(
+    app_factory: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    # Rollout order: `make migrate` for release N+1, then its replicas replace release N's.
+    # Release N must stay ready meanwhile, not drop out of the load balancer.
+    url = f"sqlite:///{tmp_path / 'ahead.db'}"
+    engine = create_engine(url)
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099_next_release'"))
+    engine.dispose()
+    response = app_factory(url).get("/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}
 
 
 def test_database_down_is_503_with_retry_after_not_500_fr008(
