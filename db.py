@@ -8,6 +8,8 @@ classic FastAPI deadlock: sync endpoints + a ``yield`` session + a pool smaller 
 threads, where threads holding connections wait for threads waiting for connections.
 """
 
+import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,9 +48,17 @@ def normalize_url(raw: str) -> URL:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=5000")
+    # Readers never block the writer. The mode is kept in the file, so only a new file is
+    # switched; processes that open it at once (`--workers N`) can find each other switching,
+    # which SQLite answers with "locked" at once rather than waiting: try again shortly.
+    for _ in range(50):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError:
+            time.sleep(0.1)
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

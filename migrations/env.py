@@ -13,13 +13,18 @@ from db import make_engine
 config = context.config
 target_metadata = SQLModel.metadata
 
-# An arbitrary constant: concurrent start-ups (several replicas) take turns migrating.
 MIGRATION_LOCK_ID = 4_242_001
 
 
 def run(connection: Connection) -> None:
+    # Concurrent start-ups (replicas, `uvicorn --workers N`) take turns migrating: the first
+    # migrates, the others wait, then find the schema at head.
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+    elif connection.dialect.name == "sqlite":
+        # The database's write lock, taken before alembic even reads its version table. (The
+        # sqlite3 module opens no transaction for SELECT or DDL by itself.)
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()

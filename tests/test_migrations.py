@@ -1,5 +1,6 @@
 """Schema by Alembic: fresh databases reach head, models and migrations agree (FR-005)."""
 
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -8,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -17,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import BigInteger, create_engine, inspect, select, text
 from sqlmodel import SQLModel
 
-from db import alembic_config, migrate, normalize_url
+from db import alembic_config, make_engine, migrate, normalize_url
 from main import create_app
 from models import tasks
 from tests.conftest import make_settings
@@ -120,6 +122,34 @@ def test_migrate_command_gives_up_on_a_silent_server_within_the_connect_timeout(
     assert result.returncode != 0
     assert "timeout expired" in result.stderr
     assert time.monotonic() - started < 20
+
+
+def _migrate_after(barrier: Any, url: str) -> str:
+    """One start-up's migration, in its own process, released together with the others."""
+    engine = make_engine(make_settings(url, environment="development"))
+    barrier.wait()
+    try:
+        migrate(engine)
+    except Exception as exc:  # reported to the test, which shows it
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        engine.dispose()
+    return "ok"
+
+
+def test_start_ups_that_migrate_at_once_take_turns(empty_url: str) -> None:
+    # `uvicorn --workers 4` in development, or replicas starting together: every process
+    # migrates a fresh database at the same moment. One creates the schema, the others wait
+    # and find it done (PostgreSQL: an advisory lock; SQLite: its write lock).
+    processes = 4
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(processes) as pool:
+        barrier = manager.Barrier(processes)
+        outcomes = pool.starmap(_migrate_after, [(barrier, empty_url)] * processes)
+    assert outcomes == ["ok"] * processes
+    engine = create_engine(normalize_url(empty_url))
+    assert "tasks" in inspect(engine).get_table_names()
+    engine.dispose()
 
 
 def test_development_start_up_migrates_a_fresh_database(empty_url: str) -> None:
