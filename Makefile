@@ -29,8 +29,10 @@ run: $(VENV)/.runtime .env
 	@echo "Get a development token:  make token   (or: make token USER_ID=alice)"
 	$(PY) -m uvicorn main:app --host $(HOST) --port $(PORT) --no-access-log --no-server-header
 
+# USER_ID reaches the script through the environment, never through a shell command line.
+export USER_ID
 token: $(VENV)/.runtime .env
-	@$(PY) scripts/dev_token.py $(USER_ID)
+	@$(PY) scripts/dev_token.py
 
 test: $(VENV)/.dev
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -305,15 +305,24 @@ def _subject(claims: dict[str, Any], *, allow_session_cache: bool) -> str:
         subject = named[1]
     if subject is not None and any(other not in (None, subject) for other in named):
         raise unauthorized("Token names two different users")
-    if (
-        not isinstance(subject, str)
-        or not 0 < len(subject) <= USER_ID_MAX
-        or subject != subject.strip()
-        # No control (NUL included), format (zero-width), surrogate or separator characters.
-        or not subject.isprintable()
-    ):
+    if not is_valid_user_id(subject):
         raise unauthorized("Token has no valid subject (sub)")
+    assert isinstance(subject, str)
     return subject
+
+
+def is_valid_user_id(value: object) -> bool:
+    """A user id this service stores: a string of 1 to 255 printable characters, no padding.
+
+    Printable excludes control (NUL included), format (zero-width), surrogate and separator
+    characters: an id that looks like another one in a log or a path is refused.
+    """
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= USER_ID_MAX
+        and value == value.strip()
+        and value.isprintable()
+    )
 
 
 async def current_user(

@@ -201,20 +201,46 @@ def test_neon_url_keeps_ssl_and_channel_binding() -> None:
     assert url.host == "ep-x-pooler.eu-central-1.aws.neon.tech"
 
 
-def test_dev_token_helper_mints_a_token_the_api_accepts_fr002(tmp_path: Path) -> None:
-    env = {**os.environ, "BETTER_AUTH_SECRET": SECRET, "ENVIRONMENT": "development"}
-    token = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "dev_token.py"), "carol"],
+def dev_token(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "dev_token.py"), *args],
         capture_output=True,
         text=True,
-        check=True,
-        env=env,
+        check=False,
+        env={**os.environ, "BETTER_AUTH_SECRET": SECRET, "ENVIRONMENT": "development", **env},
         cwd=tmp_path,  # no .env there: the secret comes from the environment
-    ).stdout.strip()
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "user"),
+    [
+        (["carol"], {}, "carol"),
+        # `make token USER_ID=...` passes the id through the environment, never a shell.
+        ([], {"USER_ID": "o'brien; echo injected"}, "o'brien; echo injected"),
+        ([], {"USER_ID": ""}, "dev-user"),
+    ],
+    ids=["argument", "make-variable", "default"],
+)
+def test_dev_token_helper_mints_a_token_the_api_accepts_fr002(
+    tmp_path: Path, args: list[str], env: dict[str, str], user: str
+) -> None:
+    minted = dev_token(tmp_path, *args, **env)
+    assert minted.returncode == 0, minted.stderr
     with TestClient(create_app(make_settings("sqlite://", environment="development"))) as client:
-        created = client.post("/api/tasks", json={"title": "minted"}, headers=bearer(token))
+        created = client.post(
+            "/api/tasks", json={"title": "minted"}, headers=bearer(minted.stdout.strip())
+        )
     assert created.status_code == 201
-    assert created.json()["user_id"] == "carol"
+    assert created.json()["user_id"] == user
+
+
+@pytest.mark.parametrize("user", [" padded", "a" * 256, "zero\u200bwidth"])
+def test_dev_token_helper_refuses_an_id_the_api_would_refuse(tmp_path: Path, user: str) -> None:
+    minted = dev_token(tmp_path, user)
+    assert minted.returncode == 2
+    assert minted.stdout == ""
+    assert "is not a user id the API accepts" in minted.stderr
 
 
 def test_dev_env_helper_creates_env_with_a_fresh_secret_once(tmp_path: Path) -> None:
