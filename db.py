@@ -21,29 +21,18 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi import Request
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
-from core.config import Settings
+from core.config import Settings, normalize_url
 from core.errors import ServiceUnavailable
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent
 UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a relation that does not exist
 SCHEMA_NOT_MIGRATED = "Database schema is not migrated: run `make migrate`"
-
-
-def normalize_url(raw: str) -> URL:
-    """Accept URLs as Neon and Heroku-style hosts print them (``postgres://``, ``postgresql://``)."""
-    if raw.startswith("postgres://"):
-        raw = "postgresql://" + raw.removeprefix("postgres://")
-    url = make_url(raw)
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg2")
-    return url
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

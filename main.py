@@ -87,13 +87,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def _describe(error: ValidationError) -> str:
+    """``DATABASE_URL: is not a database URL ...``: the variable and the problem, never the value
+    (it may hold a password or the secret)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']).upper()}: "
+        + item["msg"].removeprefix("Value error, ")
+        for item in error.errors(include_input=False, include_url=False)
+    )
+
+
 @lru_cache(maxsize=1)
 def _default_app() -> FastAPI:
     try:
         return create_app()
-    except (ConfigurationError, ValidationError) as exc:
+    except ConfigurationError as exc:
         # One readable line for the operator instead of a traceback through uvicorn.
         raise SystemExit(f"Task API configuration error: {exc}") from None
+    except ValidationError as exc:
+        raise SystemExit(f"Task API configuration error: {_describe(exc)}") from None
 
 
 def __getattr__(name: str) -> Any:

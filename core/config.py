@@ -6,6 +6,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_SQLITE_URL = "sqlite:///./tasks.db"
 MIN_SECRET_BYTES = 32
@@ -25,6 +27,16 @@ KNOWN_EXAMPLE_SECRETS = frozenset(
         "development-secret-change-me",
     }
 )
+
+
+def normalize_url(raw: str) -> URL:
+    """Accept URLs as Neon and Heroku-style hosts print them (``postgres://``, ``postgresql://``)."""
+    if raw.startswith("postgres://"):
+        raw = "postgresql://" + raw.removeprefix("postgres://")
+    url = make_url(raw)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg2")
+    return url
 
 
 class ConfigurationError(RuntimeError):
@@ -98,6 +110,22 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_secret_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            url = normalize_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "is not a database URL: expected e.g. postgresql://user:password@host/dbname "
+                "or sqlite:///./tasks.db"
+            ) from None
+        if url.get_backend_name() not in ("postgresql", "sqlite"):
+            raise ValueError(
+                "must be a PostgreSQL (postgresql://...) or SQLite (sqlite:///...) URL"
+            )
+        return value
 
     @field_validator("better_auth_url", "better_auth_jwks_url")
     @classmethod

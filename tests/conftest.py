@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, delete, select
 from sqlalchemy.engine import make_url
 
-from core.config import Settings
-from db import migrate, normalize_url
+from core.config import Settings, normalize_url
+from db import migrate
 from main import create_app
 from models import tasks
 from tests.keys import ALICE, ASYMMETRIC, SECRET, JwksServer, bearer, generate_key, mint

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from core.config import ConfigurationError, Settings
-from db import normalize_url
+from core.config import ConfigurationError, Settings, normalize_url
 from main import create_app
 from tests.conftest import make_settings
 from tests.keys import SECRET, bearer, mint
@@ -108,6 +107,34 @@ def test_uvicorn_entry_point_reports_bad_configuration_in_one_line(tmp_path: Pat
     assert result.returncode == 1
     assert result.stderr.strip().startswith("Task API configuration error: refusing to start")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("postgresql//user@host/db", "is not a database URL"),
+        ("ep-cool-name.eu-central-1.aws.neon.tech/neondb", "is not a database URL"),
+        ("mysql://user@host/db", "must be a PostgreSQL"),
+    ],
+)
+def test_database_url_that_cannot_work_is_refused_at_start_up_in_one_line(
+    tmp_path: Path, url: str, complaint: str
+) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        settings(database_url=url)
+    env = {**os.environ, "DATABASE_URL": url, "BETTER_AUTH_SECRET": SECRET}
+    result = subprocess.run(
+        [sys.executable, "-c", "import main; main.app"],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"Task API configuration error: DATABASE_URL: {complaint}")
+    assert url not in line  # a URL can hold a password: it is never repeated back
 
 
 def test_production_is_the_default_environment() -> None:

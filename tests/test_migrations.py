@@ -19,7 +19,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import BigInteger, create_engine, inspect, select, text
 from sqlmodel import SQLModel
 
-from db import alembic_config, make_engine, migrate, normalize_url
+from core.config import normalize_url
+from db import alembic_config, make_engine, migrate
 from main import create_app
 from models import tasks
 from tests.conftest import make_settings
