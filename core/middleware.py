@@ -1,37 +1,22 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it buffers and breaks streaming/cancellation)."""
 
-import json
 import logging
 import re
 import time
 import uuid
-from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.errors import error_response
 
 log = logging.getLogger("taskapi.access")
 
 MAX_BODY_BYTES = 1024 * 1024
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    payload = json.dumps(body, separators=(",", ":")).encode()  # as JSONResponse writes it
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
 
 
 class RequestContextMiddleware:
@@ -112,7 +97,7 @@ class UnhandledErrorMiddleware:
             )
             if started:
                 raise
-            await _send_json(send, 500, {"detail": "Internal server error"})
+            await error_response(500, "Internal server error")(scope, receive, send)
 
 
 class BodySizeLimitMiddleware:
@@ -126,16 +111,16 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = {"detail": f"Request body is larger than {self.max_bytes} bytes"}
+        too_large = f"Request body is larger than {self.max_bytes} bytes"
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             try:
                 length = int(declared)
             except ValueError:
-                await _send_json(send, 400, {"detail": "Content-Length is not a number"})
+                await error_response(400, "Content-Length is not a number")(scope, receive, send)
                 return
             if length > self.max_bytes:
-                await _send_json(send, 413, too_large)
+                await error_response(413, too_large)(scope, receive, send)
                 return
         received = 0
 
@@ -146,7 +131,7 @@ class BodySizeLimitMiddleware:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     # FastAPI re-raises HTTPExceptions from body reading; the handler answers 413.
-                    raise HTTPException(413, too_large["detail"])
+                    raise HTTPException(413, too_large)
             return message
 
         await self.app(scope, counting_receive, send)
@@ -180,5 +165,5 @@ class JsonCORSMiddleware(CORSMiddleware):
             detail = bytes(response.body).decode()  # e.g. "Disallowed CORS origin"
             headers = {k: v for k, v in response.headers.items() if k != "content-length"}
             headers.pop("content-type", None)
-            return JSONResponse({"detail": detail}, response.status_code, headers=headers)
+            return error_response(response.status_code, detail, headers)
         return response

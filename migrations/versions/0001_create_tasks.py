@@ -18,7 +18,8 @@ depends_on: str | Sequence[str] | None = None
 
 def _now() -> sa.TextClause:
     # SQLite's CURRENT_TIMESTAMP has no fraction and sorts before the timestamps SQLAlchemy
-    # writes ("... 12:00:00.000000"): default to that form instead (see models.db_now).
+    # writes ("... 12:00:00.000000"): default to that form instead. A frozen copy of
+    # models.SQLITE_NOW: a migration never changes with the code.
     if op.get_bind().dialect.name == "sqlite":
         return sa.text("(strftime('%Y-%m-%d %H:%M:%f000', 'now'))")
     return sa.text("CURRENT_TIMESTAMP")
