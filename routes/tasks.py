@@ -65,7 +65,11 @@ Handler = TypeVar("Handler", bound=Callable[..., Any])
 def endpoint(
     method: str, path: str, *, name: str | None = None, **options: Any
 ) -> Callable[[Handler], Handler]:
-    """Register a handler under /api/tasks and under the /api/{user_id}/tasks alias."""
+    """Register a handler under /api/tasks and under the /api/{user_id}/tasks alias.
+
+    A GET also answers HEAD (RFC 9110 §9.3.2: the same headers, no body), undocumented: e.g.
+    ``HEAD /api/tasks`` reads X-Total-Count without the list.
+    """
 
     def register(handler: Handler) -> Handler:
         operation = name or handler.__name__
@@ -81,6 +85,15 @@ def endpoint(
                 operation_id=operation_id,
                 **options,
             )
+            if method == "GET":
+                target.add_api_route(
+                    path,
+                    handler,
+                    methods=["HEAD"],
+                    name=f"{operation_id}_head",
+                    include_in_schema=False,
+                    **options,
+                )
         return handler
 
     return register

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 from db import migrate
 from main import create_app
 from tests.conftest import FRONTEND, make_settings
+from tests.keys import ALICE
 
 DOWN_DATABASE = "postgresql://postgres@127.0.0.1:1/unreachable"
 
@@ -230,13 +231,27 @@ def test_health_probes_answer_head_too(pg_client: TestClient, path: str) -> None
     assert response.content == b""
 
 
+def test_head_answers_like_get_without_a_body(pg_client: TestClient, alice: dict[str, str]) -> None:
+    task = pg_client.post("/api/tasks", json={"title": "counted"}, headers=alice).json()
+    for path in ("/api/tasks", f"/api/tasks/{task['id']}", f"/api/{ALICE}/tasks"):
+        got, head = pg_client.get(path, headers=alice), pg_client.head(path, headers=alice)
+        assert head.status_code == got.status_code == 200
+        assert head.content == b""
+        assert head.headers.get("x-total-count") == got.headers.get("x-total-count")
+        assert head.headers["content-length"] == got.headers["content-length"]
+    assert pg_client.head("/api/tasks/999999", headers=alice).status_code == 404
+    unauthenticated = pg_client.head("/api/tasks")
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.headers["www-authenticate"] == "Bearer"
+
+
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        ("DELETE", "/api/tasks", "GET, POST"),
-        ("POST", "/api/tasks/1", "DELETE, GET, PATCH, PUT"),
+        ("DELETE", "/api/tasks", "GET, HEAD, POST"),
+        ("POST", "/api/tasks/1", "DELETE, GET, HEAD, PATCH, PUT"),
         ("GET", "/api/tasks/1/complete", "PATCH"),
-        ("POST", "/api/someone/tasks/1", "DELETE, GET, PATCH, PUT"),
+        ("POST", "/api/someone/tasks/1", "DELETE, GET, HEAD, PATCH, PUT"),
         ("POST", "/health", "GET, HEAD"),
     ],
 )
