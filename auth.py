@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeGuard
 
 import httpx2 as httpx
 import jwt
@@ -307,11 +307,10 @@ def _subject(claims: dict[str, Any], *, allow_session_cache: bool) -> str:
         raise unauthorized("Token names two different users")
     if not is_valid_user_id(subject):
         raise unauthorized("Token has no valid subject (sub)")
-    assert isinstance(subject, str)
     return subject
 
 
-def is_valid_user_id(value: object) -> bool:
+def is_valid_user_id(value: object) -> TypeGuard[str]:
     """A user id this service stores: a string of 1 to 255 printable characters, no padding.
 
     Printable excludes control (NUL included), format (zero-width), surrogate and separator

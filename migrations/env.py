@@ -13,7 +13,7 @@ from db import make_engine
 config = context.config
 target_metadata = SQLModel.metadata
 
-MIGRATION_LOCK_ID = 4_242_001
+MIGRATION_LOCK_ID = 4_242_001  # an arbitrary constant, the same in every replica
 
 
 def run(connection: Connection) -> None:
