@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, delete, select
+from sqlalchemy import Engine, create_engine, delete, insert, select
 from sqlalchemy.engine import make_url
 
 from core.config import Settings, normalize_url
@@ -128,6 +128,16 @@ def app_factory(jwks_server: JwksServer, pg_url: str) -> Iterator[Callable[..., 
     yield build
     for client in clients:
         client.__exit__(None, None, None)
+
+
+def insert_rows(url: str, *rows: dict[str, Any]) -> None:
+    """Write task rows straight to the table, as another tool would: no API, the columns'
+    own defaults for whatever a row leaves out."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for row in rows:
+            conn.execute(insert(tasks).values(**row))
+    engine.dispose()
 
 
 def _clean(url: str) -> None:

@@ -24,9 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
-from sqlalchemy import create_engine, insert
 
-from models import tasks
+from tests.conftest import insert_rows
 from tests.keys import ALICE, BOB, bearer, mint
 
 Headers = dict[str, str]
@@ -696,11 +695,7 @@ def test_rows_timestamped_by_the_database_page_like_any_other_us1_2(
     # Rows another tool wrote get their timestamps from the column default. Those must compare
     # with the API's own timestamps (on SQLite a plain CURRENT_TIMESTAMP, "... 12:00:00", sorts
     # before "... 12:00:00.000000" and a cursor walk looped on its first page).
-    engine = create_engine(backend_url)
-    with engine.begin() as conn:
-        for n in range(12):
-            conn.execute(insert(tasks).values(user_id=ALICE, title=f"by hand {n}"))
-    engine.dispose()
+    insert_rows(backend_url, *({"user_id": ALICE, "title": f"by hand {n}"} for n in range(12)))
     for n in range(3):
         create(client, alice, f"by api {n}")
     everything = get_list(client, alice, "/api/tasks", {"limit": "1000"}).json()

@@ -5,9 +5,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, insert
 
-from models import tasks
+from tests.conftest import insert_rows
 from tests.keys import ALICE
 
 FIELDS = {"id", "user_id", "title", "description", "completed", "created_at", "updated_at"}
@@ -160,10 +159,7 @@ def test_ids_beyond_32_bits_are_stored_and_served_fr005(
     client: TestClient, alice: dict[str, str], backend_url: str
 ) -> None:
     big = 2**62 + 7
-    engine = create_engine(backend_url)
-    with engine.begin() as conn:
-        conn.execute(insert(tasks).values(id=big, user_id=ALICE, title="far away"))
-    engine.dispose()
+    insert_rows(backend_url, {"id": big, "user_id": ALICE, "title": "far away"})
     response = client.get(f"/api/tasks/{big}", headers=alice)
     assert response.status_code == 200, response.text
     assert response.json()["id"] == big
