@@ -1,0 +1,121 @@
+// Drives the test page in a real Chromium (Debian's, never a downloaded one) and prints one JSON
+// object describing what the page showed at each step. Run by tests/test_browser.py:
+//   node browser.mjs '{"page": ..., "stranger": ..., "api": ..., "email": ..., "password": ...}'
+import { chromium } from "playwright-core";
+
+const input = JSON.parse(process.argv[2]);
+const ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
+const STEP_MS = 15_000;
+
+const browser = await chromium.launch({
+  executablePath: input.chromium,
+  args: ARGS,
+  timeout: 60_000,
+});
+const result = { console: [], steps: {} };
+try {
+  // A fresh context is a fresh profile: no cookies, no cache.
+  const context = await browser.newContext();
+  context.setDefaultTimeout(STEP_MS);
+  const page = await context.newPage();
+  page.on("console", (message) => result.console.push(`${message.type()}: ${message.text()}`));
+  page.on("pageerror", (error) => result.console.push(`pageerror: ${error.message}`));
+
+  const items = () =>
+    page.$$eval("#tasks li", (lis) =>
+      lis.map((li) => ({
+        title: li.querySelector("span").textContent,
+        completed: li.querySelector(".toggle").checked,
+        done: li.classList.contains("done"),
+      })),
+    );
+  const shown = async () => ({
+    user: await page.textContent("#user"),
+    count: await page.textContent("#count"),
+    tasks: await items(),
+    error: await page.textContent("#error"),
+  });
+  const waitCount = (n) =>
+    page.waitForFunction((text) => document.querySelector("#count").textContent === text, `${n} tasks`);
+
+  await page.goto(`${input.page}/?api=${encodeURIComponent(input.api)}`);
+  await page.waitForSelector("body[data-ready=true]");
+  await page.fill("#name", input.name);
+  await page.fill("#email", input.email);
+  await page.fill("#password", input.password);
+  await page.click("#sign-up");
+  await waitCount(0);
+  result.steps.signedUp = await shown();
+
+  for (const title of ["Buy milk", "Walk the dog"]) {
+    await page.fill("#title", title);
+    await page.click("#add");
+    await page.waitForFunction((t) => [...document.querySelectorAll("#tasks li span")].some((s) => s.textContent === t), title);
+  }
+  result.steps.created = await shown();
+
+  await page.click("#tasks li:nth-child(1) .toggle");
+  await page.waitForSelector("#tasks li:nth-child(1).done");
+  result.steps.toggled = await shown();
+
+  await page.fill("#tasks li:nth-child(1) .edit", "Buy oat milk");
+  await page.click("#tasks li:nth-child(1) .save");
+  await page.waitForFunction(() => document.querySelector("#tasks li span").textContent === "Buy oat milk");
+  result.steps.edited = await shown();
+
+  await page.click("#tasks li:nth-child(2) .delete");
+  await waitCount(1);
+  result.steps.deleted = await shown();
+
+  // A 400 from the API: its detail, read cross-origin by the page.
+  await page.fill("#title", "   ");
+  await page.click("#add");
+  await page.waitForFunction(() => document.querySelector("#error").textContent !== "");
+  result.steps.blankTitle = await shown();
+
+  // A 404: a task that is not there, through the page's own api().
+  result.steps.missing = await page.evaluate(() =>
+    window.taskPage.api("/api/tasks/999999999").then(
+      (body) => ({ ok: true, body }),
+      (error) => ({ ok: false, error: `${error.name}: ${error.message}` }),
+    ),
+  );
+
+  // The same page and session from an origin that CORS_ORIGINS does not list.
+  const stranger = await context.newPage();
+  stranger.on("console", (message) => result.console.push(`stranger ${message.type()}: ${message.text()}`));
+  await stranger.goto(`${input.stranger}/?api=${encodeURIComponent(input.api)}`);
+  await stranger.waitForSelector("body[data-ready=true]");
+  result.steps.strangerToken = await stranger.evaluate(async () => {
+    const { authClient } = await import("/page.mjs");
+    const { data } = await authClient.token();
+    return data ? data.token : null;
+  });
+  await stranger.fill("#title", "from a stranger");
+  await stranger.click("#add");
+  await stranger.waitForFunction(() => document.querySelector("#error").textContent !== "");
+  result.steps.stranger = {
+    error: await stranger.textContent("#error"),
+    tasks: await stranger.$$eval("#tasks li", (lis) => lis.length),
+  };
+  // The first page, reloaded: the stranger's task was never created.
+  await page.reload();
+  await page.waitForSelector("body[data-ready=true]");
+  await page.evaluate(() => window.taskPage.api("/api/tasks")).then((tasks) => {
+    result.steps.afterStranger = tasks.map((task) => task.title);
+  });
+} catch (error) {
+  result.failure = String(error && error.stack ? error.stack : error);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));
