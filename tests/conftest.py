@@ -39,6 +39,9 @@ for _name in (
 
 FRONTEND = "http://localhost:3000"
 
+# The real Better Auth (Node) and Chromium fixtures: tests/betterauth_fixtures.py.
+pytest_plugins = ("tests.betterauth_fixtures",)
+
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
