@@ -22,6 +22,7 @@ const browser = await chromium.launch({
   timeout: 60_000,
 });
 const result = { console: [], steps: {} };
+let shownNow = async () => null;
 try {
   // A fresh context is a fresh profile: no cookies, no cache.
   const context = await browser.newContext();
@@ -44,8 +45,16 @@ try {
     tasks: await items(),
     error: await page.textContent("#error"),
   });
-  const waitCount = (n) =>
-    page.waitForFunction((text) => document.querySelector("#count").textContent === text, `${n} tasks`);
+  shownNow = shown;
+  // Waits until `condition` (a JavaScript expression) holds on the page, or the page shows an
+  // error: then the run stops at that step, with what the page showed recorded.
+  const settle = async (step, condition) => {
+    await page.waitForFunction(`document.querySelector("#error").textContent !== "" || (${condition})`);
+    result.steps[step] = await shown();
+    if (result.steps[step].error) throw new Error(`the page shows an error after ${step}`);
+  };
+  const count = (n) => `document.querySelector("#count").textContent === "${n} tasks"`;
+  const firstTitle = (title) => `document.querySelector("#tasks li span")?.textContent === "${title}"`;
 
   await page.goto(`${input.page}/?api=${encodeURIComponent(input.api)}`);
   await page.waitForSelector("body[data-ready=true]");
@@ -53,28 +62,23 @@ try {
   await page.fill("#email", input.email);
   await page.fill("#password", input.password);
   await page.click("#sign-up");
-  await waitCount(0);
-  result.steps.signedUp = await shown();
+  await settle("signedUp", count(0));
 
-  for (const title of ["Buy milk", "Walk the dog"]) {
+  for (const [n, title] of [[1, "Buy milk"], [2, "Walk the dog"]]) {
     await page.fill("#title", title);
     await page.click("#add");
-    await page.waitForFunction((t) => [...document.querySelectorAll("#tasks li span")].some((s) => s.textContent === t), title);
+    await settle("created", count(n));
   }
-  result.steps.created = await shown();
 
   await page.click("#tasks li:nth-child(1) .toggle");
-  await page.waitForSelector("#tasks li:nth-child(1).done");
-  result.steps.toggled = await shown();
+  await settle("toggled", `document.querySelector("#tasks li:nth-child(1).done") !== null`);
 
   await page.fill("#tasks li:nth-child(1) .edit", "Buy oat milk");
   await page.click("#tasks li:nth-child(1) .save");
-  await page.waitForFunction(() => document.querySelector("#tasks li span").textContent === "Buy oat milk");
-  result.steps.edited = await shown();
+  await settle("edited", firstTitle("Buy oat milk"));
 
   await page.click("#tasks li:nth-child(2) .delete");
-  await waitCount(1);
-  result.steps.deleted = await shown();
+  await settle("deleted", count(1));
 
   // A 400 from the API: its detail, read cross-origin by the page.
   await page.fill("#title", "   ");
@@ -115,6 +119,7 @@ try {
   });
 } catch (error) {
   result.failure = String(error && error.stack ? error.stack : error);
+  result.lastShown = await shownNow().catch(() => null); // what the page showed when it stopped
 } finally {
   await browser.close();
 }
