@@ -43,8 +43,8 @@ def node_binary() -> str:
     node = shutil.which("node")
     if node is None:
         unavailable(
-            f"Node.js {NODE_MAJOR}+ is not installed: install it (e.g. `apt-get install nodejs "
-            "npm`) to run the real Better Auth tests"
+            f"Node.js is not installed: install Node.js {NODE_MAJOR} or newer with npm "
+            "(https://nodejs.org/en/download) to run the real Better Auth tests"
         )
     version = subprocess.run(
         [node, "--version"], capture_output=True, text=True, timeout=30, check=False

@@ -42,7 +42,7 @@ def browser_api(pg_url: str, better_auth: BetterAuth) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="module")
-def page_run(browser_api: LiveServer, better_auth: BetterAuth, chromium: str) -> dict[str, Any]:
+def page_run(chromium: str, better_auth: BetterAuth, browser_api: LiveServer) -> dict[str, Any]:
     """One run of tests/betterauth/browser.mjs; the tests below assert on what it saw."""
     email = f"browser-{uuid.uuid4().hex[:12]}@example.test"
     driver_input = {
