@@ -113,13 +113,17 @@ class User:
     email: str
     base_url: str
     cookie: str  # the Cookie header a browser would send back
+    session_token: str  # the bearer() plugin's set-auth-token header, for cookie-less clients
 
     def get(self, path: str) -> httpx2.Response:
         return httpx2.get(f"{self.base_url}{path}", headers={"Cookie": self.cookie}, timeout=30)
 
 
-def _cookie_header(response: httpx2.Response) -> str:
-    return "; ".join(f"{name}={value}" for name, value in response.cookies.items())
+def _user(response: httpx2.Response, email: str, base_url: str) -> User:
+    assert response.status_code == 200, response.text
+    cookie = "; ".join(f"{name}={value}" for name, value in response.cookies.items())
+    session_token = response.headers.get("set-auth-token", "")  # only with bearer()
+    return User(response.json()["user"]["id"], email, base_url, cookie, session_token)
 
 
 class BetterAuth:
@@ -188,8 +192,7 @@ class BetterAuth:
             json={"email": email, "password": PASSWORD, "name": email.split("@")[0]},
             timeout=30,
         )
-        assert response.status_code == 200, response.text
-        return User(response.json()["user"]["id"], email, base, _cookie_header(response))
+        return _user(response, email, base)
 
     def sign_in(self, instance: str, email: str) -> User:
         base = self.url(instance)
@@ -198,13 +201,25 @@ class BetterAuth:
             json={"email": email, "password": PASSWORD},
             timeout=30,
         )
-        assert response.status_code == 200, response.text
-        return User(response.json()["user"]["id"], email, base, _cookie_header(response))
+        return _user(response, email, base)
 
     @staticmethod
     def token(user: User) -> str:
         """``GET /api/auth/token``: what ``authClient.token()`` returns to a frontend."""
         response = user.get("/api/auth/token")
+        assert response.status_code == 200, response.text
+        token: str = response.json()["token"]
+        return token
+
+    @staticmethod
+    def token_with_session_bearer(user: User) -> str:
+        """``GET /api/auth/token`` with no cookie, the session token as bearer (bearer() plugin):
+        how a client without cookies (a native app, a script) gets its JWT."""
+        response = httpx2.get(
+            f"{user.base_url}/api/auth/token",
+            headers={"Authorization": f"Bearer {user.session_token}"},
+            timeout=30,
+        )
         assert response.status_code == 200, response.text
         token: str = response.json()["token"]
         return token

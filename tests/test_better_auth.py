@@ -71,7 +71,8 @@ def test_token_endpoint_and_set_auth_jwt_header_both_work_us2_1_fr013(
     alice = better_auth.sign_up()
     from_endpoint = better_auth.token(alice)
     from_header = better_auth.header_jwt(alice)
-    for token in (from_endpoint, from_header):
+    with_session_bearer = better_auth.token_with_session_bearer(alice)
+    for token in (from_endpoint, from_header, with_session_bearer):
         assert claims(token)["sub"] == alice.id
         response = api.get("/api/tasks", headers=bearer(token))
         assert response.status_code == 200, response.text
@@ -298,7 +299,7 @@ def test_nextjs_route_hs256_token_is_accepted_fr002(
     tasks = create_and_list(secret_api, token, "from the Next.js route")
     assert [(t["title"], t["user_id"]) for t in tasks] == [("from the Next.js route", user.id)]
     # Without a session the route mints nothing.
-    anonymous = User("", "", better_auth.url("main"), "")
+    anonymous = User("", "", better_auth.url("main"), "", "")
     assert anonymous.get("/api/token").status_code == 401
 
 
