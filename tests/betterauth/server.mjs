@@ -2,7 +2,7 @@
 // instances, each on its own 127.0.0.1 port (so each has its own origin, hence its own iss/aud).
 //
 // Started by tests/betterauth_fixtures.py with BETTER_AUTH_SECRET in the environment. Prints one
-// JSON line {"instances": {name: baseURL}, "pages": {...}} once every port listens, and exits
+// JSON line {"instances": {name: baseURL}, "stranger": URL} once every port listens, and exits
 // when its stdin closes (the test process went away) or on SIGTERM.
 //
 // The regions marked "doc:NAME" are quoted verbatim in docs/better-auth.md; a test checks that.
@@ -60,7 +60,7 @@ function jwtVariant(baseURL, database, jwtOptions) {
 
 // #region doc:token-route
 // app/api/token/route.ts: a short-lived HS256 token for the API, signed with the shared secret.
-async function GET(request) {
+export async function GET(request) {
   const session = await auth.api.getSession({ headers: request.headers });
   if (!session) return new Response(null, { status: 401 });
   const token = await new SignJWT({ email: session.user.email })
