@@ -159,6 +159,15 @@ def test_better_auth_writes_its_base_url_origin_as_iss_and_aud(better_auth: Bett
     assert header(token) == {"alg": "EdDSA", "kid": better_auth.jwks("main")[0]["kid"]}
 
 
+def test_better_auth_url_with_a_trailing_slash_pins_the_same_origin_fr013(
+    app_factory: ApiFactory, better_auth: BetterAuth
+) -> None:
+    """``BETTER_AUTH_URL=http://127.0.0.1:PORT/`` (as often pasted) trusts the same tokens."""
+    api = app_factory(better_auth_url=better_auth.url("main") + "/", better_auth_secret=None)
+    token = better_auth.token(better_auth.sign_up())
+    assert api.get("/api/tasks", headers=bearer(token)).status_code == 200
+
+
 # --- Every algorithm the jwt plugin offers, key rotation ----------------------------------------
 
 ALGORITHMS = {
