@@ -1,0 +1,332 @@
+"""The database goes away, and comes back: a real server under write load (FR-008, SC-004).
+
+These tests stop and start a PostgreSQL, so they never use the suite's (possibly shared) server:
+they start their OWN embedded PostgreSQL 16 (``pgserver``, real binaries from PyPI) in a temp
+directory and control it with ``pg_ctl``. They need nothing installed on the machine.
+
+What they prove (README, "When the database goes away"):
+- during an outage every request is answered promptly: 503 with ``Retry-After``, never a 500
+  or a hang; ``/health`` stays 200 and ``/health/ready`` turns 503;
+- once PostgreSQL accepts connections again, every request succeeds, with no restart;
+- every write acknowledged with a 2xx is in the database, exactly once;
+- connections killed while the service is idle are replaced on the next request.
+"""
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from sqlalchemy import create_engine, event, select, text
+
+from core.config import normalize_url
+from db import migrate
+from models import tasks
+from tests.conftest import LiveServer
+from tests.keys import ALICE, SECRET, bearer, mint
+
+pytestmark = pytest.mark.slow
+log = logging.getLogger(__name__)
+
+WRITERS = 4
+OUTAGE_SECONDS = 4.0
+CONNECT_TIMEOUT = 2  # DB_CONNECT_TIMEOUT for the server under test
+
+
+class OwnPostgres:
+    """An embedded PostgreSQL this module may stop and start at will."""
+
+    def __init__(self) -> None:
+        import pgserver
+        from pgserver._commands import pg_ctl
+
+        self._pg_ctl = pg_ctl
+        data_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"taskapi-fault-{uuid.uuid4().hex[:8]}"
+        self.server = pgserver.get_server(data_dir, cleanup_mode="delete")
+        admin = create_engine(normalize_url(self.server.get_uri()), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql('CREATE DATABASE "taskapi"')
+        admin.dispose()
+        self.url = self.server.get_uri("taskapi")
+        engine = create_engine(normalize_url(self.url))
+        migrate(engine)
+        engine.dispose()
+
+    def stop(self) -> None:
+        """``pg_ctl stop -m fast``: open transactions are rolled back, clients disconnected."""
+        self._pg_ctl(
+            ["-w", "-m", "fast", "stop"],
+            pgdata=self.server.pgdata,
+            user=self.server.system_user,
+            timeout=30,
+        )
+
+    def start(self) -> None:
+        """Start again on the same socket; returns once it accepts connections."""
+        self.server.ensure_postgres_running()
+        assert self.server.get_uri("taskapi") == self.url
+
+    def execute(self, sql: str) -> list[Any]:
+        engine = create_engine(normalize_url(self.url), isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                result = conn.execute(text(sql))
+                return list(result) if result.returns_rows else []
+        finally:
+            engine.dispose()
+
+    def titles(self) -> list[str]:
+        engine = create_engine(normalize_url(self.url))
+        try:
+            with engine.connect() as conn:
+                return [row.title for row in conn.execute(select(tasks.c.title))]
+        finally:
+            engine.dispose()
+
+    def cleanup(self) -> None:
+        self.server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[OwnPostgres]:
+    postgres = OwnPostgres()
+    try:
+        yield postgres
+    finally:
+        postgres.cleanup()
+
+
+@pytest.fixture
+def server(own_postgres: OwnPostgres) -> Iterator[LiveServer]:
+    own_postgres.execute("DELETE FROM tasks")
+    live = LiveServer(
+        {
+            "ENVIRONMENT": "production",
+            "DATABASE_URL": own_postgres.url,
+            "BETTER_AUTH_SECRET": SECRET,
+            "DB_POOL_SIZE": str(WRITERS),
+            "DB_POOL_TIMEOUT": "5",
+            "DB_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    try:
+        live.wait_ready()
+        yield live
+    finally:
+        live.stop()
+
+
+@dataclass
+class Outcome:
+    title: str
+    started: float
+    finished: float
+    status: int  # 0: no HTTP answer at all
+    retry_after: str | None
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+def _write_load(url: str, stop: threading.Event, outcomes: list[Outcome]) -> None:
+    headers = bearer(mint(ALICE))
+    with httpx2.Client(base_url=url, headers=headers, timeout=30) as http:
+        while not stop.is_set():
+            title = f"w-{uuid.uuid4().hex}"
+            started = time.monotonic()
+            try:
+                response = http.post("/api/tasks", json={"title": title})
+                status, retry, body = (
+                    response.status_code,
+                    response.headers.get("retry-after"),
+                    response.json(),
+                )
+            except httpx2.TransportError:
+                status, retry, body = 0, None, {}
+            outcomes.append(Outcome(title, started, time.monotonic(), status, retry, body))
+            if status == 503:
+                time.sleep(0.05)  # a client honouring Retry-After would wait longer
+
+
+def test_outage_under_write_load_503s_then_recovers_and_loses_no_acknowledged_write_fr008(
+    own_postgres: OwnPostgres, server: LiveServer
+) -> None:
+    outcomes: list[Outcome] = []
+    stop = threading.Event()
+    writers = [
+        threading.Thread(target=_write_load, args=(server.url, stop, outcomes))
+        for _ in range(WRITERS)
+    ]
+    for writer in writers:
+        writer.start()
+    try:
+        time.sleep(1.5)
+        stopping = time.monotonic()
+        own_postgres.stop()
+        down = time.monotonic()
+        time.sleep(OUTAGE_SECONDS / 2)
+        health = httpx2.get(f"{server.url}/health", timeout=10)
+        ready = httpx2.get(f"{server.url}/health/ready", timeout=10)
+        time.sleep(OUTAGE_SECONDS / 2)
+        starting = time.monotonic()
+        own_postgres.start()
+        up = time.monotonic()
+        time.sleep(3.0)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(30)
+
+    assert health.status_code == 200
+    assert ready.status_code == 503
+    assert ready.headers["retry-after"] == "2"
+
+    before = [o for o in outcomes if o.finished < stopping]
+    during = [o for o in outcomes if o.started > down and o.finished < starting]
+    after = [o for o in outcomes if o.started > up]
+    assert before, "no write before the outage"
+    assert during, "no write during the outage"
+    assert after, "no write after the outage"
+    # Every answer is a 201 or a 503 with Retry-After; nothing hangs, nothing is a 500.
+    assert {o.status for o in outcomes} <= {201, 503}
+    for outcome in outcomes:
+        if outcome.status == 503:
+            assert outcome.retry_after == "2"
+            assert outcome.body["detail"] == "Database unavailable, retry shortly"
+        assert outcome.finished - outcome.started < CONNECT_TIMEOUT + 5
+    assert {o.status for o in before} == {201}
+    assert {o.status for o in during} == {503}
+    # Recovery with no restart: every write sent once PostgreSQL accepts connections succeeds.
+    assert {o.status for o in after} == {201}
+    # Nothing acknowledged is lost or doubled; nothing refused was stored.
+    stored = own_postgres.titles()
+    acknowledged = [o.title for o in outcomes if o.status == 201]
+    assert sorted(t for t in stored if t in set(acknowledged)) == sorted(acknowledged)
+    refused = {o.title for o in outcomes if o.status == 503}
+    assert not refused & set(stored)
+
+    first_503 = min(o.finished for o in outcomes if o.status == 503) - stopping
+    first_201 = min(o.finished for o in outcomes if o.started > starting and o.status == 201)
+    first_201 -= starting
+    log.warning(
+        "outage figures: %d writes (%d during the outage), first 503 %.3f s after the stop "
+        "began, slowest 503 %.3f s, first 201 %.3f s after the start command (PostgreSQL's "
+        "own start-up included)",
+        len(outcomes),
+        len(during),
+        first_503,
+        max(o.finished - o.started for o in outcomes if o.status == 503),
+        first_201,
+    )
+
+
+def test_connections_killed_while_idle_are_replaced_on_the_next_request_fr008(
+    own_postgres: OwnPostgres, server: LiveServer
+) -> None:
+    headers = bearer(mint(ALICE))
+    with httpx2.Client(base_url=server.url, headers=headers, timeout=30) as http:
+        assert http.post("/api/tasks", json={"title": "before"}).status_code == 201
+        killed = own_postgres.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = 'taskapi' AND pid <> pg_backend_pid()"
+        )
+        assert killed
+        assert all(row[0] for row in killed)
+        # The very next requests, reads and writes, succeed on fresh connections.
+        assert http.get("/api/tasks").status_code == 200
+        assert http.post("/api/tasks", json={"title": "after"}).status_code == 201
+        assert http.get("/health/ready").status_code == 200
+    assert sorted(own_postgres.titles()) == ["after", "before"]
+
+
+def _kill_own_backend(connection: Any, admin_url: str) -> None:
+    """Terminate this connection's server process from another one: the link dies right here."""
+    pid = connection.connection.dbapi_connection.info.backend_pid
+    admin = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+
+
+def _break_once(app_client: Any, event_name: str, pg_url: str) -> None:
+    engine = app_client.app.state.database.engine
+    fired = threading.Event()
+
+    def breaker(connection: Any, *args: Any) -> None:
+        statement = args[1] if len(args) > 1 else ""
+        if fired.is_set() or (event_name == "before_cursor_execute" and "INSERT" not in statement):
+            return
+        fired.set()
+        _kill_own_backend(connection, pg_url)
+
+    event.listen(engine, event_name, breaker)
+
+
+def test_connection_lost_before_commit_is_503_and_nothing_is_stored_fr008(
+    app_factory: Any, pg_url: str, alice: dict[str, str]
+) -> None:
+    client = app_factory()
+    _clean_tasks(pg_url)
+    _break_once(client, "before_cursor_execute", pg_url)  # the INSERT never reaches the server
+    response = client.post("/api/tasks", json={"title": "lost"}, headers=alice)
+    assert response.status_code == 503
+    assert response.json() == {"detail": "Database unavailable, retry shortly"}
+    assert response.headers["retry-after"] == "2"
+    assert _stored_titles(pg_url) == []
+    # The broken connection was discarded; the retry succeeds on a fresh one.
+    assert client.post("/api/tasks", json={"title": "lost"}, headers=alice).status_code == 201
+    assert _stored_titles(pg_url) == ["lost"]
+
+
+def test_connection_lost_during_commit_says_the_outcome_is_unknown_fr008(
+    app_factory: Any, pg_url: str, alice: dict[str, str]
+) -> None:
+    # The one case no service can decide alone: COMMIT sent, answer lost. The 503 says so, and
+    # differs from every other 503 (which all mean "not stored, retry freely").
+    client = app_factory()
+    _clean_tasks(pg_url)
+    _break_once(client, "commit", pg_url)
+    response = client.post("/api/tasks", json={"title": "maybe"}, headers=alice)
+    assert response.status_code == 503
+    assert response.json() == {
+        "detail": "Database connection lost while saving: the change may or may not have "
+        "been stored; read it back before retrying"
+    }
+    assert response.headers["retry-after"] == "2"
+    # Here the server was killed before COMMIT arrived, so it is not stored; reading says so.
+    listed = client.get("/api/tasks", headers=alice)
+    assert listed.status_code == 200
+    assert listed.json() == []
+    assert _stored_titles(pg_url) == []
+
+
+def test_a_read_that_loses_its_connection_is_a_plain_503_then_recovers_fr008(
+    app_factory: Any, pg_url: str, alice: dict[str, str]
+) -> None:
+    client = app_factory()
+    _break_once(client, "commit", pg_url)  # a read-only transaction: nothing can be half-done
+    response = client.get("/api/tasks", headers=alice)
+    assert response.status_code == 503
+    assert response.json() == {"detail": "Database unavailable, retry shortly"}
+    assert client.get("/api/tasks", headers=alice).status_code == 200
+
+
+def _clean_tasks(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(tasks.delete())
+    engine.dispose()
+
+
+def _stored_titles(url: str) -> list[str]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        titles = [row.title for row in conn.execute(select(tasks.c.title).order_by(tasks.c.id))]
+    engine.dispose()
+    return titles
