@@ -12,6 +12,7 @@ What they prove (README, "When the database goes away"):
 - connections killed while the service is idle are replaced on the next request.
 """
 
+import importlib
 import logging
 import os
 import threading
@@ -45,9 +46,9 @@ class OwnPostgres:
 
     def __init__(self) -> None:
         import pgserver
-        from pgserver._commands import pg_ctl
 
-        self._pg_ctl = pg_ctl
+        # pg_ctl from the same wheel (the module builds its command wrappers at import).
+        self._pg_ctl = importlib.import_module("pgserver._commands").pg_ctl
         data_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"taskapi-fault-{uuid.uuid4().hex[:8]}"
         self.server = pgserver.get_server(data_dir, cleanup_mode="delete")
         admin = create_engine(normalize_url(self.server.get_uri()), isolation_level="AUTOCOMMIT")
