@@ -137,7 +137,8 @@ class Database:
 
         Waiting for a free connection is bounded (503 after ``db_pool_timeout``); once the work
         has started it is never abandoned, so a write is either committed or rolled back, and the
-        answer says which.
+        answer says which. The one exception is a connection lost while COMMIT is in flight:
+        nobody can know the outcome, and ``CommitOutcomeUnknown`` says exactly that.
         """
         if self._slots is None or self._threads is None:  # created inside the running loop
             self._slots = anyio.Semaphore(self.capacity)
