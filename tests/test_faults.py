@@ -1,20 +1,26 @@
 """The database goes away, and comes back: a real server under write load (FR-008, SC-004).
 
-These tests stop and start a PostgreSQL, so they never use the suite's (possibly shared) server:
+The tests that stop and start PostgreSQL never touch the suite's (possibly shared) server:
 they start their OWN embedded PostgreSQL 16 (``pgserver``, real binaries from PyPI) in a temp
-directory and control it with ``pg_ctl``. They need nothing installed on the machine.
+directory and control it with ``pg_ctl``, so they need nothing installed on the machine. The
+others break one connection of their own (``pg_terminate_backend`` of its pid), hold a row
+lock, or point the app at a port that never answers.
 
 What they prove (README, "When the database goes away"):
 - during an outage every request is answered promptly: 503 with ``Retry-After``, never a 500
   or a hang; ``/health`` stays 200 and ``/health/ready`` turns 503;
 - once PostgreSQL accepts connections again, every request succeeds, with no restart;
 - every write acknowledged with a 2xx is in the database, exactly once;
-- connections killed while the service is idle are replaced on the next request.
+- connections killed while the service is idle are replaced on the next request;
+- a connection lost before COMMIT is a plain 503 and stores nothing; lost during COMMIT, the
+  503 says the outcome is unknown;
+- connecting, and every statement, is bounded in time (connect and statement timeouts).
 """
 
 import importlib
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -331,3 +337,50 @@ def _stored_titles(url: str) -> list[str]:
         titles = [row.title for row in conn.execute(select(tasks.c.title).order_by(tasks.c.id))]
     engine.dispose()
     return titles
+
+
+def test_a_database_that_accepts_but_never_answers_is_a_503_within_the_connect_timeout_fr008(
+    app_factory: Any, alice: dict[str, str]
+) -> None:
+    # The worst kind of outage: the port is open (the kernel completes the handshake) and
+    # nothing ever answers, as with a hung server or a black-holed route. DB_CONNECT_TIMEOUT
+    # bounds it; without it the request would hang for minutes.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        client = app_factory(f"postgresql://postgres@127.0.0.1:{port}/silent", db_connect_timeout=1)
+        started = time.monotonic()
+        response = client.get("/api/tasks", headers=alice)
+        elapsed = time.monotonic() - started
+        ready = client.get("/health/ready")
+        health = client.get("/health")
+    assert response.status_code == 503
+    assert response.json() == {"detail": "Database unavailable, retry shortly"}
+    assert response.headers["retry-after"] == "2"
+    assert elapsed < 10  # bounded by the 1 s connect timeout (libpq may try twice: TLS, plain)
+    assert ready.status_code == 503
+    assert health.status_code == 200
+
+
+def test_a_statement_stuck_behind_a_lock_is_a_503_after_the_statement_timeout_fr008(
+    app_factory: Any, pg_url: str, alice: dict[str, str]
+) -> None:
+    client = app_factory(db_statement_timeout=0.5)
+    _clean_tasks(pg_url)
+    created = client.post("/api/tasks", json={"title": "locked"}, headers=alice).json()
+    engine = create_engine(pg_url)
+    with engine.connect() as blocker:
+        blocker.execute(
+            text("SELECT 1 FROM tasks WHERE id = :id FOR UPDATE"), {"id": created["id"]}
+        )
+        response = client.patch(f"/api/tasks/{created['id']}/complete", headers=alice)
+        blocker.rollback()
+    engine.dispose()
+    assert response.status_code == 503
+    assert response.json() == {"detail": "Database unavailable, retry shortly"}
+    assert response.headers["retry-after"] == "2"
+    # Cancelled means rolled back: the toggle did not happen, and the next one works.
+    assert client.get(f"/api/tasks/{created['id']}", headers=alice).json()["completed"] is False
+    toggled = client.patch(f"/api/tasks/{created['id']}/complete", headers=alice)
+    assert toggled.json()["completed"] is True
