@@ -32,6 +32,7 @@ from typing import Any
 import httpx2
 import pytest
 from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.engine import make_url
 
 from core.config import normalize_url
 from db import migrate
@@ -384,3 +385,119 @@ def test_a_statement_stuck_behind_a_lock_is_a_503_after_the_statement_timeout_fr
     assert client.get(f"/api/tasks/{created['id']}", headers=alice).json()["completed"] is False
     toggled = client.patch(f"/api/tasks/{created['id']}/complete", headers=alice)
     assert toggled.json()["completed"] is True
+
+
+class CommitAnswerDropper:
+    """A TCP proxy in front of PostgreSQL that, once armed, lets one COMMIT through to the
+    server and then cuts the connection instead of passing the server's answer back: the
+    write is committed, and the service never hears so. A real network fault, placed exactly.
+    """
+
+    def __init__(self, upstream_url: str) -> None:
+        url = make_url(upstream_url)
+        socket_dir = url.query.get("host")
+        if isinstance(socket_dir, str) and socket_dir.startswith("/"):
+            self.upstream: tuple[int, Any] = (
+                socket.AF_UNIX,
+                f"{socket_dir}/.s.PGSQL.{url.port or 5432}",
+            )
+        else:
+            self.upstream = (socket.AF_INET, (url.host or "127.0.0.1", url.port or 5432))
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        port = self.listener.getsockname()[1]
+        self.url = (
+            url.difference_update_query(["host"])
+            .update_query_dict({"sslmode": "disable"})  # plain protocol, readable here
+            .set(host="127.0.0.1", port=port)
+            .render_as_string(hide_password=False)
+        )
+        self.armed = threading.Event()
+        self.fired = threading.Event()
+        self.closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closing:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            family, address = self.upstream
+            server = socket.socket(family)
+            server.connect(address)
+            cut = threading.Event()
+            threading.Thread(target=self._client_to_server, args=(client, server, cut)).start()
+            threading.Thread(target=self._server_to_client, args=(server, client, cut)).start()
+
+    def _client_to_server(self, client: socket.socket, server: socket.socket, cut: Any) -> None:
+        buffer = b""
+        started = False  # the startup packet has no type byte
+        try:
+            while data := client.recv(65536):
+                buffer += data
+                while True:
+                    if not started:
+                        if len(buffer) < 4:
+                            break
+                        size = int.from_bytes(buffer[:4], "big")
+                        message, kind = buffer[:size], b""
+                        started = len(buffer) >= size
+                    else:
+                        if len(buffer) < 5:
+                            break
+                        size = 1 + int.from_bytes(buffer[1:5], "big")
+                        message, kind = buffer[:size], buffer[:1]
+                    if len(buffer) < size:
+                        break
+                    buffer = buffer[size:]
+                    if kind == b"Q" and message[5:11] == b"COMMIT" and self.armed.is_set():
+                        self.armed.clear()
+                        cut.set()  # from now on nothing goes back to the client
+                    server.sendall(message)
+        except OSError:
+            pass
+        finally:
+            server.close()
+
+    def _server_to_client(self, server: socket.socket, client: socket.socket, cut: Any) -> None:
+        try:
+            while data := server.recv(65536):
+                if cut.is_set():
+                    self.fired.set()  # the server answered COMMIT: it is committed
+                    break
+                client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            client.shutdown(socket.SHUT_RDWR)
+            client.close()
+            server.close()
+
+    def close(self) -> None:
+        self.closing = True
+        self.listener.close()
+
+
+def test_commit_answer_lost_after_the_server_committed_says_unknown_and_reading_tells_fr008(
+    app_factory: Any, pg_url: str, alice: dict[str, str]
+) -> None:
+    # The other side of the COMMIT case: here the server did commit. The service cannot know,
+    # so it answers the same "may or may not" 503 (never a plain 503, which would invite a
+    # blind retry and a duplicate), and reading back shows the task, exactly once.
+    proxy = CommitAnswerDropper(pg_url)
+    try:
+        client = app_factory(proxy.url)
+        _clean_tasks(pg_url)
+        proxy.armed.set()
+        response = client.post("/api/tasks", json={"title": "committed"}, headers=alice)
+        assert proxy.fired.is_set()
+        assert response.status_code == 503
+        assert response.json()["detail"].startswith("Database connection lost while saving")
+        assert response.headers["retry-after"] == "2"
+        assert _stored_titles(pg_url) == ["committed"]
+        listed = client.get("/api/tasks", headers=alice)  # a fresh connection, same proxy
+        assert [task["title"] for task in listed.json()] == ["committed"]
+    finally:
+        proxy.close()
