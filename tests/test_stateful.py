@@ -72,9 +72,10 @@ def make_machine(client: TestClient) -> type[RuleBasedStateMachine]:
             self.model[task["id"]] = expected
             return multiple(task["id"])
 
-        @rule(task_id=tasks, user=users)
-        def read(self, task_id: int, user: str) -> None:
-            response = client.get(f"/api/tasks/{task_id}", headers=headers[user])
+        @rule(task_id=tasks, user=users, alias=st.booleans())
+        def read(self, task_id: int, user: str, alias: bool) -> None:
+            base = f"/api/{user}/tasks" if alias else "/api/tasks"  # the alias behaves the same
+            response = client.get(f"{base}/{task_id}", headers=headers[user])
             expected = self.model.get(task_id)
             if expected is None or expected["user_id"] != user:
                 assert response.status_code == 404
@@ -83,14 +84,27 @@ def make_machine(client: TestClient) -> type[RuleBasedStateMachine]:
                 assert response.status_code == 200
                 self._check(response.json(), expected)
 
-        @rule(task_id=tasks, user=users, title=st.none() | titles, description=descriptions)
+        @rule(
+            task_id=tasks,
+            user=users,
+            title=st.none() | titles,
+            description=descriptions,
+            method=st.sampled_from(["PATCH", "PUT"]),
+        )
         def update(
-            self, task_id: int, user: str, title: str | None, description: str | None
+            self,
+            task_id: int,
+            user: str,
+            title: str | None,
+            description: str | None,
+            method: str,
         ) -> None:
             body: dict[str, Any] = {"description": description}
             if title is not None:
                 body["title"] = title
-            response = client.patch(f"/api/tasks/{task_id}", json=body, headers=headers[user])
+            response = client.request(
+                method, f"/api/tasks/{task_id}", json=body, headers=headers[user]
+            )
             expected = self.model.get(task_id)
             if expected is None or expected["user_id"] != user:
                 assert response.status_code == 404
@@ -117,9 +131,10 @@ def make_machine(client: TestClient) -> type[RuleBasedStateMachine]:
             expected["completed"] = (not expected["completed"]) if wanted is None else wanted
             self._check(response.json(), expected)
 
-        @rule(task_id=consumes(tasks), user=users)
-        def delete(self, task_id: int, user: str) -> None:
-            response = client.delete(f"/api/tasks/{task_id}", headers=headers[user])
+        @rule(task_id=consumes(tasks), user=users, alias=st.booleans())
+        def delete(self, task_id: int, user: str, alias: bool) -> None:
+            base = f"/api/{user}/tasks" if alias else "/api/tasks"
+            response = client.delete(f"{base}/{task_id}", headers=headers[user])
             expected = self.model.get(task_id)
             if expected is None or expected["user_id"] != user:
                 assert response.status_code == 404
