@@ -170,7 +170,7 @@ class Database:
             try:
                 session.commit()
             except sa_exc.DBAPIError as exc:
-                if wrote and exc.connection_invalidated:
+                if wrote and _answer_lost(exc):
                     # COMMIT was sent and the connection broke before its answer: the server
                     # may have committed or not, and nothing here can tell which.
                     raise CommitOutcomeUnknown from exc
@@ -182,6 +182,16 @@ class Database:
         return await self.run(
             lambda session: MigrationContext.configure(session.connection()).get_current_revision()
         )
+
+
+def _answer_lost(exc: sa_exc.DBAPIError) -> bool:
+    """The connection ended with no answer from the server (a drop, not an error it sent).
+
+    An error the server sends in reply to COMMIT (a SQLSTATE: a constraint, a serialization
+    failure, or "terminating connection" at shutdown) means it did not commit: a backend sends
+    nothing after COMMIT's own answer, so an error in its place is the answer.
+    """
+    return exc.connection_invalidated and getattr(exc.orig, "pgcode", None) is None
 
 
 def _schema_missing(exc: sa_exc.DBAPIError) -> bool:
