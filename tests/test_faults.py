@@ -32,8 +32,10 @@ from typing import Any
 import httpx2
 import pytest
 from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
+import db
 from core.config import normalize_url
 from db import migrate
 from models import tasks
@@ -522,3 +524,27 @@ def test_commit_answer_lost_after_the_server_committed_says_unknown_and_reading_
         assert [task["title"] for task in listed.json()] == ["committed"]
     finally:
         proxy.close()
+
+
+class _DriverError(Exception):
+    def __init__(self, message: str, pgcode: str | None) -> None:
+        super().__init__(message)
+        self.pgcode = pgcode
+
+
+@pytest.mark.parametrize(
+    ("pgcode", "lost"),
+    [
+        (None, True),  # the connection just ended: no answer, outcome unknown
+        ("57P01", False),  # "terminating connection" sent instead of COMMIT's answer
+        ("40001", False),  # serialization failure at COMMIT: rolled back
+        ("23505", False),  # a deferred constraint failed at COMMIT: rolled back
+    ],
+)
+def test_only_a_commit_with_no_answer_at_all_is_unknown(pgcode: str | None, lost: bool) -> None:
+    # Unit level: which driver errors at COMMIT count as "answer lost" (the live cases above
+    # produce the first; the others are PostgreSQL's own answers and mean "not committed").
+    error = sa_exc.OperationalError(
+        "COMMIT", None, _DriverError("broken", pgcode), connection_invalidated=True
+    )
+    assert db._answer_lost(error) is lost
