@@ -21,16 +21,17 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi import Request
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
 from core.config import Settings, normalize_url
-from core.errors import ServiceUnavailable
+from core.errors import CommitOutcomeUnknown, ServiceUnavailable
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent
+WROTE = "taskapi.wrote"  # connection info key: this transaction sent a write
 UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a relation that does not exist
 SCHEMA_NOT_MIGRATED = "Database schema is not migrated: run `make migrate`"
 
@@ -51,6 +52,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _transaction_begins(connection: Connection) -> None:
+    connection.info[WROTE] = False
+
+
+def _note_writes(connection: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+    if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+        connection.info[WROTE] = True
+
+
+def _track_writes(engine: Engine) -> Engine:
+    """Note whether a transaction wrote, so a COMMIT lost in transit is reported truthfully."""
+    event.listen(engine, "begin", _transaction_begins)
+    event.listen(engine, "before_cursor_execute", _note_writes)
+    return engine
+
+
 def make_engine(settings: Settings) -> Engine:
     url = normalize_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
@@ -68,20 +85,42 @@ def make_engine(settings: Settings) -> Engine:
             url, connect_args={"check_same_thread": False}, hide_parameters=True, **pooling
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    connect_args: dict[str, Any] = {}
-    if "connect_timeout" not in url.query:
-        connect_args["connect_timeout"] = settings.db_connect_timeout
-    return create_engine(
+        return _track_writes(engine)
+    # libpq parameters, unless the URL sets them: connecting gives up after a few seconds, and a
+    # connection whose peer vanished without closing it (a suspended Neon compute, a dropped
+    # NAT entry) is found dead within seconds instead of the kernel's two hours.
+    connect_args: dict[str, Any] = {
+        name: value
+        for name, value in {
+            "connect_timeout": settings.db_connect_timeout,
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": settings.db_connect_timeout * 2000,  # ms of unacknowledged data
+        }.items()
+        if name not in url.query
+    }
+    engine = create_engine(
         url,
         connect_args=connect_args,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,  # a connection the server (or Neon's idle reaper) closed is replaced
+        # Each checkout is checked with a ping; a connection the server (or Neon's idle reaper)
+        # closed is replaced, and a failed ping discards every older pooled connection too, so
+        # the first request after an outage already gets a fresh one.
+        pool_pre_ping=True,
         pool_recycle=300,
         hide_parameters=True,  # user data stays out of exception messages and logs
     )
+    if settings.db_statement_timeout:
+        # Per transaction, not per session: Neon's -pooler (PgBouncer, transaction mode) hands
+        # the server connection to someone else after COMMIT, so session settings would leak
+        # or vanish; SET LOCAL ends with the transaction on either.
+        timeout = f"SET LOCAL statement_timeout = {int(settings.db_statement_timeout * 1000)}"
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(timeout))
+    return _track_writes(engine)
 
 
 class Database:
@@ -98,7 +137,8 @@ class Database:
 
         Waiting for a free connection is bounded (503 after ``db_pool_timeout``); once the work
         has started it is never abandoned, so a write is either committed or rolled back, and the
-        answer says which.
+        answer says which. The one exception is a connection lost while COMMIT is in flight:
+        nobody can know the outcome, and ``CommitOutcomeUnknown`` says exactly that.
         """
         if self._slots is None or self._threads is None:  # created inside the running loop
             self._slots = anyio.Semaphore(self.capacity)
@@ -119,14 +159,39 @@ class Database:
             self._slots.release()
 
     def _transaction(self, work: Callable[[Session], T]) -> T:
-        with Session(self.engine) as session, session.begin():
-            return work(session)
+        with Session(self.engine) as session:
+            session.begin()
+            try:
+                result = work(session)
+            except BaseException:
+                session.rollback()
+                raise
+            wrote = session.connection().info.get(WROTE, False)
+            try:
+                session.commit()
+            except sa_exc.DBAPIError as exc:
+                if wrote and _answer_lost(exc):
+                    # COMMIT was sent and the connection broke before its answer: the server
+                    # may have committed or not, and nothing here can tell which.
+                    raise CommitOutcomeUnknown from exc
+                raise
+            return result
 
     async def schema_revision(self) -> str | None:
         """The Alembic revision the database is at (None: never migrated)."""
         return await self.run(
             lambda session: MigrationContext.configure(session.connection()).get_current_revision()
         )
+
+
+def _answer_lost(exc: sa_exc.DBAPIError) -> bool:
+    """The connection ended with no answer from the server (a drop, not an error it sent).
+
+    An error the server sends in reply to COMMIT (a SQLSTATE: a constraint, a serialization
+    failure, or "terminating connection" at shutdown) means it did not commit: a backend sends
+    nothing after COMMIT's own answer, so an error in its place is the answer.
+    """
+    return exc.connection_invalidated and getattr(exc.orig, "pgcode", None) is None
 
 
 def _schema_missing(exc: sa_exc.DBAPIError) -> bool:

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=0, ge=0, le=200)
     db_pool_timeout: float = Field(default=10.0, gt=0, le=120)
     db_connect_timeout: int = Field(default=5, ge=1, le=60)
+    # PostgreSQL cancels a statement running longer than this (0: never), e.g. one stuck behind
+    # a lock: the request answers 503 instead of holding a connection indefinitely.
+    db_statement_timeout: float = Field(default=10.0, ge=0, le=600)
 
     log_level: str = "INFO"
 

@@ -30,6 +30,19 @@ class ServiceUnavailable(HTTPException):
         super().__init__(503, detail, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
+class CommitOutcomeUnknown(ServiceUnavailable):
+    """The connection broke while COMMIT was in flight: the write may or may not be stored.
+
+    The only 503 after which a write can exist; every other 503 means nothing was written.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Database connection lost while saving: the change may or may not have been "
+            "stored; read it back before retrying"
+        )
+
+
 def error_response(
     status: int, detail: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:

@@ -71,3 +71,40 @@ def test_live_server_sends_no_server_header_and_nosniff(live_server: LiveServer)
     response = httpx2.get(f"{live_server.url}/health")
     assert "server" not in response.headers
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_concurrent_toggles_and_edits_of_one_task_end_in_a_serial_state(
+    wide_live_server: LiveServer,
+) -> None:
+    # 32 toggles and 32 title edits of one task, all at once. Whatever order the database
+    # picked, the outcome must be one some serial order could give: toggles alternate (half
+    # saw True, half False), the final state is the initial one toggled 32 times, every answer
+    # shows a title somebody really wrote, and the final title is one of the edits.
+    live_server = wide_live_server
+    headers = bearer(mint(ALICE))
+    with httpx2.Client(base_url=live_server.url, headers=headers, timeout=30) as http:
+        task_id = http.post("/api/tasks", json={"title": "initial"}).json()["id"]
+
+    def act(i: int) -> tuple[str, dict[str, object]]:
+        with httpx2.Client(base_url=live_server.url, headers=headers, timeout=30) as http:
+            if i % 2:
+                response = http.patch(f"/api/tasks/{task_id}/complete")
+                kind = "toggle"
+            else:
+                response = http.patch(f"/api/tasks/{task_id}", json={"title": f"edit {i}"})
+                kind = "edit"
+            assert response.status_code == 200
+            return kind, response.json()
+
+    with ThreadPoolExecutor(64) as pool:
+        answers = list(pool.map(act, range(64)))
+    toggles = [body for kind, body in answers if kind == "toggle"]
+    edits = [body for kind, body in answers if kind == "edit"]
+    written = {f"edit {i}" for i in range(0, 64, 2)}
+    assert [body["completed"] for body in toggles].count(True) == len(toggles) // 2
+    assert all(body["title"] in written | {"initial"} for body in toggles)
+    assert all(body["title"] == f"edit {i * 2}" for i, body in enumerate(edits))
+    with httpx2.Client(base_url=live_server.url, headers=headers) as http:
+        final = http.get(f"/api/tasks/{task_id}").json()
+    assert final["completed"] is False  # 32 toggles from False
+    assert final["title"] in written

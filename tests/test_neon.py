@@ -1,0 +1,107 @@
+"""Neon: the console's connection strings work as pasted; nothing relies on session state.
+
+Neon's pooled (``-pooler``) host is PgBouncer in transaction mode: a server connection serves
+another client after each COMMIT, so session ``SET``s would leak or vanish. The service sets its
+statement timeout with ``SET LOCAL`` inside each transaction instead, and the URL's own TLS
+parameters (``sslmode``, ``channel_binding``) reach libpq untouched.
+"""
+
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
+
+from core.config import Settings
+from db import make_engine
+from tests.conftest import make_settings
+
+NEON_POOLED = (
+    "postgresql://alex:AbC123dEf@ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech"
+    "/neondb?sslmode=require&channel_binding=require"
+)
+
+
+class _Captured(Exception):
+    pass
+
+
+def libpq_parameters(url: str, **overrides: Any) -> dict[str, Any]:
+    """Every keyword psycopg2 would be called with, caught at the last step: nothing connects."""
+    engine = make_engine(make_settings(url, **overrides))
+    captured: dict[str, Any] = {}
+
+    def capture(_dialect: Any, _record: Any, _args: Any, parameters: dict[str, Any]) -> None:
+        captured.update(parameters)
+        raise _Captured
+
+    event.listen(engine, "do_connect", capture)
+    with pytest.raises(_Captured):
+        engine.connect()
+    engine.dispose()
+    return captured
+
+
+@pytest.mark.parametrize(
+    "url",
+    [NEON_POOLED, NEON_POOLED.replace("postgresql://", "postgres://", 1)],
+    ids=["postgresql", "postgres"],
+)
+def test_neon_console_url_works_as_pasted(url: str) -> None:
+    assert Settings(_env_file=None, database_url=url).database_url == url  # accepted
+    parameters = libpq_parameters(url)
+    assert parameters == {
+        "host": "ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech",
+        "dbname": "neondb",
+        "user": "alex",
+        "password": "AbC123dEf",
+        "sslmode": "require",  # TLS as the URL says
+        "channel_binding": "require",
+        "connect_timeout": 5,  # and ours, for what the URL leaves out
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 10000,
+    }
+
+
+def test_parameters_in_the_url_win_over_the_defaults() -> None:
+    parameters = libpq_parameters(NEON_POOLED + "&connect_timeout=15&keepalives_idle=60")
+    assert parameters["connect_timeout"] == "15"
+    assert parameters["keepalives_idle"] == "60"
+    assert parameters["keepalives_interval"] == 2
+
+
+def test_statement_timeout_is_per_transaction_never_session_state(pg_url: str) -> None:
+    # What PgBouncer's transaction mode needs: the setting lives and dies with the transaction.
+    engine = make_engine(make_settings(pg_url, db_pool_size=1, db_statement_timeout=2.5))
+    with engine.begin() as conn:
+        assert conn.execute(text("SHOW statement_timeout")).scalar_one() == "2500ms"
+    raw = engine.raw_connection()  # the same pooled connection, outside any transaction of ours
+    try:
+        cursor = raw.cursor()
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone() == ("0",)  # the session itself was never changed
+        raw.rollback()
+    finally:
+        raw.close()
+    engine.dispose()
+
+
+def test_a_statement_past_the_timeout_is_cancelled(pg_url: str) -> None:
+    engine = make_engine(make_settings(pg_url, db_statement_timeout=0.2))
+    with pytest.raises(sa_exc.OperationalError) as caught, engine.begin() as conn:
+        conn.execute(text("SELECT pg_sleep(5)"))
+    assert getattr(caught.value.orig, "pgcode", None) == "57014"  # query_canceled
+    engine.dispose()
+
+
+def test_statement_timeout_zero_sends_nothing_extra(pg_url: str) -> None:
+    engine = make_engine(make_settings(pg_url, db_statement_timeout=0))
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: sent.append(args[2]))
+    with engine.begin() as conn:
+        conn.execute(text("SELECT 1"))
+    engine.dispose()
+    assert sent == ["SELECT 1"]
