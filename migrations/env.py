@@ -20,9 +20,10 @@ def run(connection: Connection) -> None:
     # Concurrent start-ups (replicas, `uvicorn --workers N`) take turns migrating: the first
     # migrates, the others wait, then find the schema at head.
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-        # A migration may rightly run long (an index on a big table): no DB_STATEMENT_TIMEOUT.
+        # A migration may rightly run long (an index on a big table), and so may the wait for
+        # another process's: no DB_STATEMENT_TIMEOUT for either, so this comes first.
         connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
     elif connection.dialect.name == "sqlite":
         # The database's write lock, taken before alembic even reads its version table. (The
         # sqlite3 module opens no transaction for SELECT or DDL by itself.)

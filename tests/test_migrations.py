@@ -2,9 +2,11 @@
 
 import multiprocessing
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -151,6 +153,39 @@ def test_start_ups_that_migrate_at_once_take_turns(empty_url: str) -> None:
     engine = create_engine(normalize_url(empty_url))
     assert "tasks" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_a_migration_waiting_for_another_ones_lock_is_not_cut_by_the_statement_timeout(
+    empty_pg_url: str,
+) -> None:
+    # Two `make migrate` runs (two deploy jobs, replicas in development) at once: the second
+    # waits on the advisory lock for as long as the first one's migration takes, which may
+    # rightly exceed DB_STATEMENT_TIMEOUT. The wait must not be cancelled by it.
+    # migrations/env.py runs only inside alembic; its lock id is read from the file.
+    found = re.search(
+        r"^MIGRATION_LOCK_ID = ([\d_]+)", (ROOT / "migrations" / "env.py").read_text(), re.M
+    )
+    assert found is not None
+    lock_id = int(found.group(1))
+    holder = create_engine(normalize_url(empty_pg_url))
+    engine = make_engine(make_settings(empty_pg_url, db_statement_timeout=0.2))
+    try:
+        with holder.connect() as other:
+            other.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
+            release = threading.Timer(
+                1.5,
+                lambda: other.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id}),
+            )
+            release.start()
+            try:
+                migrate(engine)  # waits well past the 0.2 s statement timeout, then migrates
+            finally:
+                release.join()
+            other.commit()
+        assert "tasks" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+        holder.dispose()
 
 
 def test_development_start_up_migrates_a_fresh_database(empty_url: str) -> None:
