@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 
-from core.config import Settings
+from core.config import Settings, normalize_url
 from db import make_engine
 from tests.conftest import make_settings
 
@@ -105,3 +105,26 @@ def test_statement_timeout_zero_sends_nothing_extra(pg_url: str) -> None:
         conn.execute(text("SELECT 1"))
     engine.dispose()
     assert sent == ["SELECT 1"]
+
+
+def test_the_neon_tls_parameters_reach_libpq_and_are_enforced(pg_url: str) -> None:
+    # The capture above shows what psycopg2 is given; this shows libpq understands and enforces
+    # it (channel_binding needs libpq 13+; an older one would refuse the pasted URL outright).
+    # The test server offers neither TLS nor SCRAM, so a connection that demands them must
+    # fail, saying which demand was unmet: proof that nothing was silently downgraded.
+    import psycopg2  # type: ignore[import-untyped]  # (no stubs pinned; one attribute read)
+
+    assert psycopg2.__libpq_version__ >= 130000
+    url = normalize_url(pg_url).update_query_dict(
+        {"sslmode": "require", "channel_binding": "require"}
+    )
+    engine = make_engine(make_settings(url.render_as_string(hide_password=False)))
+    with pytest.raises(sa_exc.OperationalError) as caught:
+        engine.connect()
+    engine.dispose()
+    message = str(caught.value.orig)
+    assert (
+        "server does not support SSL, but SSL was required" in message  # TCP, no TLS here
+        or "channel binding required, but server authenticated client without channel binding"
+        in message  # a Unix socket (the embedded server): TLS does not apply, SCRAM does
+    ), message
