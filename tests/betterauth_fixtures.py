@@ -7,6 +7,7 @@ failure instead, because CI must run them (``.ci/run`` installs both).
 """
 
 import base64
+import fcntl
 import json
 import os
 import re
@@ -132,6 +133,10 @@ class BetterAuth:
     def __init__(self, node: str) -> None:
         self.secret = secrets.token_urlsafe(32)
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop())
+        # Shared offset with the child: O_APPEND, so reading it (seek 0) never makes the
+        # server's next lines overwrite earlier ones.
+        flags = fcntl.fcntl(self.log.fileno(), fcntl.F_GETFL)
+        fcntl.fcntl(self.log.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
         # NODE_ENV unset: Better Auth's development defaults. "test" would skip its origin check
         # (which the browser test goes through); "production" would rate-limit the many
         # sign-ups that come from one address here.

@@ -7,6 +7,7 @@ drops it at the end. Each test starts from an empty table (per-test cleanup: the
 its own threads and connections, so a wrapping transaction could not isolate it).
 """
 
+import fcntl
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -229,6 +230,10 @@ class LiveServer:
 
         # A file, not a pipe: it never fills up and blocks the server. Closed in stop().
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        # The server shares this file's offset: without O_APPEND, a test that seeks back to
+        # read the log while the server runs makes the server's next lines overwrite old ones.
+        flags = fcntl.fcntl(self.log.fileno(), fcntl.F_GETFL)
+        fcntl.fcntl(self.log.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
         self.workdir = tempfile.TemporaryDirectory()  # no developer .env is read from here
         self.process = subprocess.Popen(
             command,
