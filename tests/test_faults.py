@@ -17,6 +17,7 @@ What they prove (README, "When the database goes away"):
 - connecting, and every statement, is bounded in time (connect and statement timeouts).
 """
 
+import contextlib
 import importlib
 import logging
 import os
@@ -432,7 +433,8 @@ class CommitAnswerDropper:
         port = self.listener.getsockname()[1]
         self.url = (
             url.difference_update_query(["host"])
-            .update_query_dict({"sslmode": "disable"})  # plain protocol, readable here
+            # Plain protocol, readable here; no TLS or GSSAPI negotiation before the startup.
+            .update_query_dict({"sslmode": "disable", "gssencmode": "disable"})
             .set(host="127.0.0.1", port=port)
             .render_as_string(hide_password=False)
         )
@@ -451,8 +453,11 @@ class CommitAnswerDropper:
             server = socket.socket(family)
             server.connect(address)
             cut = threading.Event()
-            threading.Thread(target=self._client_to_server, args=(client, server, cut)).start()
-            threading.Thread(target=self._server_to_client, args=(server, client, cut)).start()
+            up = threading.Thread(target=self._client_to_server, args=(client, server, cut))
+            down = threading.Thread(target=self._server_to_client, args=(server, client, cut))
+            for pipe in (up, down):
+                pipe.daemon = True  # never keeps the test process alive
+                pipe.start()
 
     def _client_to_server(self, client: socket.socket, server: socket.socket, cut: Any) -> None:
         buffer = b""
@@ -494,7 +499,9 @@ class CommitAnswerDropper:
         except OSError:
             pass
         finally:
-            client.shutdown(socket.SHUT_RDWR)
+            # The client may have hung up already (its engine disposed): ENOTCONN is fine here.
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_RDWR)
             client.close()
             server.close()
 
