@@ -163,6 +163,7 @@ class Database:
             session.begin()
             try:
                 result = work(session)
+                session.flush()  # pending ORM changes go out now, so `wrote` sees them
             except BaseException:
                 session.rollback()
                 raise

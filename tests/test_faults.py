@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from sqlalchemy import create_engine, event, select, text
@@ -38,9 +39,10 @@ from sqlalchemy.engine import make_url
 
 import db
 from core.config import normalize_url
-from db import migrate
-from models import tasks
-from tests.conftest import LiveServer
+from core.errors import CommitOutcomeUnknown
+from db import make_engine, migrate
+from models import Task, tasks
+from tests.conftest import LiveServer, make_settings
 from tests.keys import ALICE, SECRET, bearer, mint
 
 pytestmark = pytest.mark.slow
@@ -531,6 +533,30 @@ def test_commit_answer_lost_after_the_server_committed_says_unknown_and_reading_
         assert [task["title"] for task in listed.json()] == ["committed"]
     finally:
         proxy.close()
+
+
+def test_a_write_left_for_commit_to_flush_is_still_known_as_a_write_fr008(pg_url: str) -> None:
+    # Unit of work that only adds an ORM object: the INSERT goes out inside session.commit(),
+    # just before COMMIT. Losing the connection at COMMIT must still say "may or may not".
+    settings = make_settings(pg_url)
+    engine = make_engine(settings)
+    database = db.Database(engine, settings)
+    _clean_tasks(pg_url)
+    fired = threading.Event()
+
+    def breaker(connection: Any) -> None:
+        if not fired.is_set():
+            fired.set()
+            _kill_own_backend(connection, pg_url)
+
+    event.listen(engine, "commit", breaker)
+    try:
+        with pytest.raises(CommitOutcomeUnknown):
+            anyio.run(database.run, lambda session: session.add(Task(user_id=ALICE, title="orm")))
+    finally:
+        engine.dispose()
+    assert fired.is_set()
+    assert _stored_titles(pg_url) == []  # killed before COMMIT arrived, as it happens
 
 
 class _DriverError(Exception):
