@@ -134,6 +134,10 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 400 and exc.detail == _FASTAPI_PARSE_ERROR:
         return JSONResponse(_UNREADABLE_BODY, status_code=400)
+    if isinstance(exc, ServiceUnavailable) and isinstance(exc.__cause__, sa_exc.DBAPIError):
+        # A 503 that names its database cause (a COMMIT whose outcome is unknown, a schema not
+        # migrated): the cause goes to the log, like any other database failure.
+        log.warning("%s: %s", exc.detail, type(exc.__cause__).__name__, exc_info=exc.__cause__)
     headers = exc.headers
     if exc.status_code == 405:
         headers = {**(headers or {}), "Allow": _allowed_methods(request)}

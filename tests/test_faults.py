@@ -322,17 +322,27 @@ def test_connection_lost_before_commit_is_503_and_nothing_is_stored_fr008(
 
 
 def test_connection_lost_during_commit_says_the_outcome_is_unknown_fr008(
-    app_factory: Any, pg_url: str, alice: dict[str, str]
+    app_factory: Any, pg_url: str, alice: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     # The one case no service can decide alone: COMMIT sent, answer lost. The 503 says so, and
     # differs from every other 503 (which all mean "not stored, retry freely").
     client = app_factory()
     _clean_tasks(pg_url)
     _break_once(client, "commit", pg_url)
-    response = client.post("/api/tasks", json={"title": "maybe"}, headers=alice)
+    errors_log = logging.getLogger("taskapi.errors")  # the app's loggers do not propagate
+    errors_log.addHandler(caplog.handler)
+    try:
+        response = client.post("/api/tasks", json={"title": "maybe"}, headers=alice)
+    finally:
+        errors_log.removeHandler(caplog.handler)
     assert response.status_code == 503
     assert response.json() == {"detail": MAYBE_STORED}
     assert response.headers["retry-after"] == "2"
+    # Operators see it too: the one 503 that may have left a write behind, with its cause.
+    (record,) = [r for r in caplog.records if r.name == "taskapi.errors"]
+    assert record.getMessage() == f"{MAYBE_STORED}: OperationalError"
+    assert record.exc_info is not None
+    assert record.exc_info[0] is sa_exc.OperationalError
     # Here the server was killed before COMMIT arrived, so it is not stored; reading says so.
     listed = client.get("/api/tasks", headers=alice)
     assert listed.status_code == 200
