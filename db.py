@@ -118,7 +118,9 @@ def make_engine(settings: Settings) -> Engine:
         # Per transaction, not per session: Neon's -pooler (PgBouncer, transaction mode) hands
         # the server connection to someone else after COMMIT, so session settings would leak
         # or vanish; SET LOCAL ends with the transaction on either.
-        timeout = f"SET LOCAL statement_timeout = {int(settings.db_statement_timeout * 1000)}"
+        # Whole milliseconds, at least 1: PostgreSQL reads 0 as "no limit".
+        milliseconds = max(1, round(settings.db_statement_timeout * 1000))
+        timeout = f"SET LOCAL statement_timeout = {milliseconds}"
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(timeout))
     return _track_writes(engine)
 

@@ -136,3 +136,17 @@ def test_the_neon_tls_parameters_reach_libpq_and_are_enforced(pg_url: str) -> No
         or "channel binding required, but server authenticated client without channel binding"
         in message  # a Unix socket (the embedded server): TLS does not apply, SCRAM does
     ), message
+
+
+def test_a_statement_timeout_under_a_millisecond_is_one_not_no_limit(pg_url: str) -> None:
+    # PostgreSQL reads 0 as "no limit": a tiny timeout must not round down to it. Only the SET
+    # is sent (nothing runs under a 1 ms limit, which a busy machine could exceed).
+    engine = make_engine(make_settings(pg_url, db_statement_timeout=0.0004))
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: sent.append(args[2]))
+    conn = engine.connect()
+    conn.begin()
+    conn.invalidate()  # closes the connection: nothing else is sent
+    conn.close()
+    engine.dispose()
+    assert sent == ["SET LOCAL statement_timeout = 1"]
