@@ -3,14 +3,20 @@
 Isolation by construction: every statement below starts from ``owned_by(caller)``; another
 user's row is never in it, so it answers 404 exactly like a missing one (FR-007, US1-3).
 Every write is one statement (``INSERT/UPDATE/DELETE ... RETURNING``): the toggle is atomic and
-no read-modify-write race can lose an update. Handlers return database rows, which FastAPI
-validates once against the response model and serializes once, in pydantic's Rust core.
+no read-modify-write race can lose an update.
+
+Responses are built once: the selected columns are exactly ``TaskPublic``'s fields, already typed
+by the table (timestamps timezone-aware UTC), so each row goes straight to JSON bytes (orjson)
+instead of being validated again against ``response_model``, which stays declared for the
+OpenAPI document. The bytes are the ones pydantic would write for ``TaskPublic``
+(tests/test_performance_contract.py compares them); docs/performance.md has the profiles.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
+import orjson
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import (
@@ -119,7 +125,8 @@ def _list_query(request: Request, query: Annotated[TaskListQuery, Query()]) -> T
 ListQuery = Annotated[TaskListQuery, Depends(_list_query)]
 
 # Exactly the columns of TaskPublic: queries select what they return and nothing more.
-PUBLIC = tuple(tasks.c[name] for name in TaskPublic.model_fields)
+FIELDS = tuple(TaskPublic.model_fields)
+PUBLIC = tuple(tasks.c[name] for name in FIELDS)
 SORT_COLUMNS = {
     "created": tasks.c.created_at,
     "updated": tasks.c.updated_at,
@@ -138,6 +145,22 @@ def found(row: Row[Any] | None) -> Row[Any]:
     if row is None:
         raise HTTPException(404, "Task not found")
     return row
+
+
+def _task(row: Row[Any]) -> dict[str, Any]:
+    return dict(zip(FIELDS, row, strict=False))  # rows may carry extra columns (the total)
+
+
+def json_response(
+    content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """Tasks as JSON, as pydantic writes them (datetimes in UTC end in ``Z``), in one pass."""
+    body = orjson.dumps(content, option=orjson.OPT_UTC_Z)
+    return Response(body, status_code, headers, media_type="application/json")
+
+
+def task_response(row: Row[Any] | None, status_code: int = 200) -> Response:
+    return json_response(_task(found(row)), status_code)
 
 
 # ---- units of work: each runs in one transaction on a database thread ---------------------------
@@ -226,16 +249,15 @@ async def list_tasks(
     database: DatabaseDep,
     query: ListQuery,
     request: Request,
-    response: Response,
-) -> Sequence[Row[Any]]:
+) -> Response:
     """A bare JSON array, newest first by default. ``X-Total-Count`` counts every task matching
     the filter; ``Link: <...>; rel="next"`` carries a keyset cursor when there is another page."""
     rows, total = await database.run(lambda session: _list(session, caller, query))
-    response.headers["X-Total-Count"] = str(total)
+    headers = {"X-Total-Count": str(total)}
     if len(rows) > query.limit:
         rows = rows[: query.limit]
-        response.headers["Link"] = _next_link(request, query, rows[-1])
-    return rows
+        headers["Link"] = _next_link(request, query, rows[-1])
+    return json_response([_task(row) for row in rows], headers=headers)
 
 
 @endpoint(
@@ -251,8 +273,7 @@ async def create_task(
     caller: CurrentUser,
     database: DatabaseDep,
     request: Request,
-    response: Response,
-) -> Row[Any]:
+) -> Response:
     now = utc_now()
     statement = (
         insert(tasks)
@@ -260,8 +281,8 @@ async def create_task(
         .returning(*PUBLIC)
     )
     row = await database.run(lambda session: session.execute(statement).one())
-    response.headers["Location"] = f"{_header_path(request)}/{row.id}"
-    return row
+    location = {"Location": f"{_header_path(request)}/{row.id}"}
+    return json_response(_task(row), 201, location)
 
 
 @endpoint(
@@ -271,8 +292,8 @@ async def create_task(
     responses=NOT_FOUND,
     summary="Get one task",
 )
-async def get_task(task_id: TaskId, caller: CurrentUser, database: DatabaseDep) -> Row[Any]:
-    return found(await database.run(lambda session: _get(session, caller, task_id)))
+async def get_task(task_id: TaskId, caller: CurrentUser, database: DatabaseDep) -> Response:
+    return task_response(await database.run(lambda session: _get(session, caller, task_id)))
 
 
 @endpoint(
@@ -292,11 +313,12 @@ async def get_task(task_id: TaskId, caller: CurrentUser, database: DatabaseDep) 
 )
 async def update_task(
     task_id: TaskId, body: TaskUpdate, caller: CurrentUser, database: DatabaseDep
-) -> Row[Any]:
+) -> Response:
     """Partial update: only the fields sent change (frontends send ``Partial<Task>``);
     ``"description": null`` clears the description."""
     changes = body.changes()
-    return found(await database.run(lambda session: _update(session, caller, task_id, changes)))
+    row = await database.run(lambda session: _update(session, caller, task_id, changes))
+    return task_response(row)
 
 
 @endpoint(
@@ -311,12 +333,13 @@ async def complete_task(
     caller: CurrentUser,
     database: DatabaseDep,
     body: Annotated[TaskCompletion | None, Body()] = None,
-) -> Row[Any]:
+) -> Response:
     """No body (or no ``completed``): toggle, atomically. ``{"completed": true|false}``: set it
     (idempotent: repeating it changes nothing, not even ``updated_at``)."""
     wanted = body.completed if body is not None else None
     values = {"completed": ~tasks.c.completed if wanted is None else wanted}
-    return found(await database.run(lambda session: _update(session, caller, task_id, values)))
+    row = await database.run(lambda session: _update(session, caller, task_id, values))
+    return task_response(row)
 
 
 @endpoint(
@@ -326,8 +349,10 @@ async def complete_task(
     responses=NOT_FOUND,
     summary="Delete a task",
 )
-async def delete_task(task_id: TaskId, caller: CurrentUser, database: DatabaseDep) -> Row[Any]:
+async def delete_task(task_id: TaskId, caller: CurrentUser, database: DatabaseDep) -> Response:
     """Answers 200 with the deleted task (clients that parse every success as JSON keep working);
     deleting it again is 404."""
     statement = delete(tasks).where(owned_by(caller), tasks.c.id == task_id).returning(*PUBLIC)
-    return found(await database.run(lambda session: session.execute(statement).one_or_none()))
+    return task_response(
+        await database.run(lambda session: session.execute(statement).one_or_none())
+    )
