@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from auth import Caller  # noqa: E402
 from bench import seed  # noqa: E402
-from routes.tasks import _page_statement  # noqa: E402
+from routes.tasks import page_statement  # noqa: E402
 from schemas import TaskListQuery  # noqa: E402
 from tests.keys import JwksServer, generate_key, mint  # noqa: E402
 
@@ -341,8 +341,10 @@ def plans(ctx: Context, page_200: str) -> None:
         ("page 1", TaskListQuery(limit=50)),
         ("page 200", TaskListQuery(limit=50, cursor=cursor)),
     ):
-        compiled = _page_statement(caller, query).compile(dialect=postgresql.dialect())
-        plan = seed.explain(ctx.small, str(compiled), dict(compiled.params))
+        statement, values = page_statement(caller, query)
+        compiled = statement.compile(dialect=postgresql.dialect())
+        params = {**compiled.params, **values}
+        plan = seed.explain(ctx.small, str(compiled), params)
         ctx.report.append(f"\nQuery plan, heavy user, {label} (EXPLAIN ANALYZE):\n{plan}")
 
 
