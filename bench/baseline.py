@@ -28,19 +28,21 @@ from starlette.routing import Route
 SECRET = os.environ["BETTER_AUTH_SECRET"].encode()
 LEEWAY = int(os.environ.get("JWT_LEEWAY_SECONDS", "30"))
 POOL_SIZE = int(os.environ.get("DB_POOL_SIZE", "10"))
-COLUMNS = "id, user_id, title, description, completed, created_at, updated_at"
 PAGE = (
-    f"SELECT {COLUMNS}, (SELECT count(*) FROM tasks WHERE user_id = $1) AS total "
+    "SELECT id, user_id, title, description, completed, created_at, updated_at, "
+    "(SELECT count(*) FROM tasks WHERE user_id = $1) AS total "
     "FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
 )
 CREATE = (
     "INSERT INTO tasks (user_id, title, description, completed, created_at, updated_at) "
-    f"VALUES ($1, $2, $3, $4, $5, $5) RETURNING {COLUMNS}"
+    "VALUES ($1, $2, $3, $4, $5, $5) "
+    "RETURNING id, user_id, title, description, completed, created_at, updated_at"
 )
 TOGGLE = (
     "UPDATE tasks SET completed = NOT completed, updated_at = CASE WHEN "
     "(completed IS DISTINCT FROM NOT completed) THEN $3 ELSE updated_at END "
-    f"WHERE user_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    "WHERE user_id = $1 AND id = $2 "
+    "RETURNING id, user_id, title, description, completed, created_at, updated_at"
 )
 FIELDS = ("id", "user_id", "title", "description", "completed", "created_at", "updated_at")
 
@@ -126,7 +128,12 @@ async def create_task(request: Request) -> Response:
     )
     task = _task(row)
     headers = {"location": f"/api/tasks/{task['id']}"}
-    return Response(orjson.dumps(task, option=orjson.OPT_UTC_Z), 201, headers=headers, media_type="application/json")
+    return Response(
+        orjson.dumps(task, option=orjson.OPT_UTC_Z),
+        201,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 async def toggle_task(request: Request) -> Response:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import seed  # noqa: E402
-from bench.run import DEFAULT_SERVER, USERS, Context, log, started, wrk, write_tokens  # noqa: E402
-from tests.keys import JwksServer, generate_key  # noqa: E402
+from bench import seed
+from bench.run import DEFAULT_SERVER, USERS, Context, log, started, write_tokens, wrk
+from tests.keys import JwksServer, generate_key
 
 # First match wins: a sample counts under the first group any of its frames belongs to.
 GROUPS = (
@@ -67,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", nargs="?", default="list", choices=("list", "create", "toggle"))
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--raw", help="also keep py-spy's collapsed stacks in this file")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--pool-size", type=int, default=10)
     args = parser.parse_args()
@@ -84,14 +85,29 @@ def main() -> None:
                 wrk(product, args.mode, ctx.tokens, args.warmup)
                 assert product.process is not None
                 raw = Path(workdir) / "profile.txt"
-                spy = [str(Path(sys.executable).with_name("py-spy")), "record", "--gil", "--rate", "200", "--format", "raw"]
+                spy = [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "--gil",
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                ]
                 spy += ["-o", str(raw), "--pid", str(product.process.pid), "--nonblocking"]
-                recorder = subprocess.Popen([*spy, "--duration", str(int(args.seconds))])
+                recorder = subprocess.Popen(  # noqa: S603
+                    [*spy, "--duration", str(int(args.seconds))]
+                )
                 run = wrk(product, args.mode, ctx.tokens, args.seconds)
                 recorder.wait(timeout=60)
-                log(f"{args.mode}: {run.rps:.0f} req/s, p50 {run.p50_ms:.1f} ms, p99 {run.p99_ms:.1f} ms")
+                log(
+                    f"{args.mode}: {run.rps:.0f} req/s, p50 {run.p50_ms:.1f} ms, "
+                    f"p99 {run.p99_ms:.1f} ms, CPU {run.cpu_ms:.2f} ms per request"
+                )
                 for line in summarise(raw):
                     log(line)
+                if args.raw:
+                    Path(args.raw).write_text(raw.read_text())
         finally:
             jwks.stop()
             seed.drop_database(server_url, ctx.small)

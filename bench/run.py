@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -38,6 +39,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sqlalchemy.dialects import postgresql  # noqa: E402
+
 from auth import Caller  # noqa: E402
 from bench import seed  # noqa: E402
 from routes.tasks import page_statement  # noqa: E402
@@ -53,7 +56,7 @@ PAGE = "/api/tasks?limit=50"
 
 
 def log(message: str) -> None:
-    print(message, flush=True)  # noqa: T201 - a command-line tool reports on stdout
+    print(message, flush=True)
 
 
 # ---- servers -------------------------------------------------------------------------------
@@ -90,7 +93,7 @@ class Server:
         self.logfile = (self.logdir / f"{self.name}-{self.port}.log").open("wb")
         # A working directory of its own: no developer .env is read. A session of its own:
         # Ctrl-C in the terminal reaches this driver, which stops the server itself.
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: S603 - our own command line
             command,
             cwd=self.logdir,
             env={**os.environ, **self.env},
@@ -110,10 +113,11 @@ class Server:
                 raise RuntimeError(f"{self.name} exited at start-up; see {self.logfile.name}")
             try:
                 status, _, _ = get(self.url + PAGE, self.ready_token)
-                if status == 200:
-                    # Every worker answers: uvicorn spreads connections over them.
-                    if all(get(self.url + PAGE, self.ready_token)[0] == 200 for _ in range(8)):
-                        return
+                # Then every worker answers too: uvicorn spreads connections over them.
+                if status == 200 and all(
+                    get(self.url + PAGE, self.ready_token)[0] == 200 for _ in range(8)
+                ):
+                    return
             except OSError:
                 pass
             time.sleep(0.2)
@@ -136,6 +140,15 @@ class Server:
             if ppid == self.process.pid and b"spawn_main" in cmdline:
                 children.append(int(entry.name))
         return sorted(children)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the workers so far (the master only supervises)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self.worker_pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / ticks
 
     def rss_mb(self) -> list[float]:
         sizes = []
@@ -176,12 +189,17 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_ms: float  # the server's CPU time per request: steadier than req/s on a shared machine
 
 
 def wrk(server: Server, mode: str, tokens: Path, seconds: float, path: str = PAGE) -> Run:
     command = ["wrk", "-t", "2", "-c", str(CONNECTIONS), "-d", f"{seconds:g}s"]
     command += ["--timeout", "10s", "-s", str(LUA), server.url, "--", mode, str(tokens), path]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    cpu_before = server.cpu_seconds()
+    done = subprocess.run(  # noqa: S603
+        command, capture_output=True, text=True, timeout=seconds + 60, check=True
+    )
+    cpu = server.cpu_seconds() - cpu_before
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
     result = json.loads(line.removeprefix("RESULT "))
     errors = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
@@ -190,6 +208,7 @@ def wrk(server: Server, mode: str, tokens: Path, seconds: float, path: str = PAG
         p50_ms=result["p50_us"] / 1000,
         p99_ms=result["p99_us"] / 1000,
         errors=errors,
+        cpu_ms=1000 * cpu / max(result["requests"], 1),
     )
 
 
@@ -214,7 +233,8 @@ def interleaved(
             measured.runs[name].append(run)
             log(
                 f"  {label:<34} {name:<12} {run.rps:8.0f} req/s  p50 {run.p50_ms:7.1f} ms  "
-                f"p99 {run.p99_ms:7.1f} ms" + (f"  ERRORS {run.errors}" if run.errors else "")
+                f"p99 {run.p99_ms:7.1f} ms  cpu {run.cpu_ms:5.2f} ms/req"
+                + (f"  ERRORS {run.errors}" if run.errors else "")
             )
     return measured
 
@@ -267,7 +287,9 @@ class Context:
             "BETTER_AUTH_SECRET": self.secret,
             "DB_POOL_SIZE": str(self.args.pool_size),
         }
-        return Server("baseline", "bench.baseline:app", env, workers, self.workdir, self.first_token())
+        return Server(
+            "baseline", "bench.baseline:app", env, workers, self.workdir, self.first_token()
+        )
 
     def first_token(self) -> str:
         return self.tokens.read_text().split()[0]
@@ -333,8 +355,6 @@ def nth_page_path(server: Server, token: str, page: int) -> str:
 
 
 def plans(ctx: Context, page_200: str) -> None:
-    from sqlalchemy.dialects import postgresql
-
     cursor = page_200.split("cursor=", 1)[1]
     caller = Caller(seed.HEAVY_USER)
     for label, query in (
@@ -384,7 +404,15 @@ def flatness(ctx: Context) -> None:
 def versus(ctx: Context, workers: int) -> None:
     args = ctx.args
     log(f"\nproduct vs baseline, {workers} worker(s) each, 100k rows")
-    scenarios = [("GET list", "list"), ("POST create", "create"), ("PATCH toggle", "toggle")]
+    scenarios = [
+        (label, mode)
+        for label, mode in (
+            ("GET list", "list"),
+            ("POST create", "create"),
+            ("PATCH toggle", "toggle"),
+        )
+        if mode in args.operations
+    ]
     with started(ctx.product(ctx.small, workers), ctx.baseline(ctx.small, workers)) as servers:
         product, baseline = servers
         same_json(product, baseline, ctx.first_token())
@@ -401,12 +429,14 @@ def versus(ctx: Context, workers: int) -> None:
             )
             p, b = measured.runs["product"], measured.runs["baseline"]
             ctx.report.append(
-                f"| {label} | {workers} | {spread([r.rps for r in p])} | {spread([r.rps for r in b])} "
+                f"| {label} | {workers} | {spread([r.rps for r in p])} "
+                f"| {spread([r.rps for r in b])} "
                 f"| {spread(ratios(p, b, 'rps'), 2)} | {spread([r.p50_ms for r in p], 1)} "
                 f"| {spread([r.p50_ms for r in b], 1)} | {spread([r.p99_ms for r in p], 1)} "
-                f"| {spread([r.p99_ms for r in b], 1)} | {spread(ratios(p, b, 'p99_ms'), 2)} |"
+                f"| {spread([r.p99_ms for r in b], 1)} | {spread(ratios(p, b, 'p99_ms'), 2)} "
+                f"| {spread([r.cpu_ms for r in p], 2)} | {spread([r.cpu_ms for r in b], 2)} |"
             )
-        if workers == 1:
+        if workers == 1 and "eddsa" in args.operations:
             eddsa = interleaved(
                 "GET list, EdDSA tokens (JWKS)",
                 {"product": lambda: wrk(product, "list", ctx.eddsa_tokens, args.seconds)},
@@ -416,7 +446,8 @@ def versus(ctx: Context, workers: int) -> None:
             ctx.report.append(
                 f"| GET list, EdDSA | 1 | {spread([r.rps for r in runs])} | - | - "
                 f"| {spread([r.p50_ms for r in runs], 1)} | - "
-                f"| {spread([r.p99_ms for r in runs], 1)} | - | - |"
+                f"| {spread([r.p99_ms for r in runs], 1)} | - | - "
+                f"| {spread([r.cpu_ms for r in runs], 2)} | - |"
             )
         ctx.report.append(
             f"RSS after the load, {workers} worker(s): product "
@@ -433,11 +464,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, help="rounds of each comparison (default 3)")
     parser.add_argument("--log-level", default="INFO", help="the product's LOG_LEVEL")
     parser.add_argument("--pool-size", type=int, default=10, help="DB_POOL_SIZE of both")
+    parser.add_argument(
+        "--operations",
+        default="list,create,toggle,eddsa,flat",
+        help="a subset of list,create,toggle,eddsa (GET list with EdDSA tokens),flat (1M rows)",
+    )
+    parser.add_argument("--workers", default="1,2", help="uvicorn worker counts to compare")
     args = parser.parse_args()
     args.seconds = args.seconds or (3 if args.quick else 8)
     args.repeat = args.repeat or (2 if args.quick else 3)
     args.warmup = 2
-    if subprocess.run(["which", "wrk"], capture_output=True, check=False).returncode:
+    args.operations = set(args.operations.split(","))
+    if args.quick:
+        args.operations.discard("flat")
+    if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (Debian/Ubuntu)")
 
     server_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
@@ -453,16 +493,16 @@ def main() -> None:
             created.append(ctx.small)
             took = seed.seed(ctx.small, USERS)
             log(f"seeded {seed.row_count(ctx.small):,} rows in {took:.1f} s")
-            if not args.quick:
+            if "flat" in args.operations:
                 ctx.big = seed.create_database(server_url, "1m")
                 created.append(ctx.big)
                 took = seed.seed(ctx.big, BIG_USERS)
                 log(f"seeded {seed.row_count(ctx.big):,} rows in {took:.1f} s")
             write_tokens(ctx)
-            if not args.quick:
+            if "flat" in args.operations:
                 flatness(ctx)
-            versus(ctx, 1)
-            versus(ctx, 2)
+            for workers in args.workers.split(","):
+                versus(ctx, int(workers))
         finally:
             for server in list(RUNNING):
                 server.stop()
@@ -480,9 +520,10 @@ def print_report(ctx: Context, load_before: tuple[float, ...], seconds: float) -
     )
     log(
         "| operation | workers | product req/s | baseline req/s | ratio req/s | product p50 ms "
-        "| baseline p50 ms | product p99 ms | baseline p99 ms | ratio p99 |"
+        "| baseline p50 ms | product p99 ms | baseline p99 ms | ratio p99 "
+        "| product CPU ms/req | baseline CPU ms/req |"
     )
-    log("|---|---|---|---|---|---|---|---|---|---|")
+    log("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = [line for line in ctx.report if line.startswith("| ") and "/" not in line.split("|")[1]]
     for line in rows:
         log(line)

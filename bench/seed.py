@@ -58,7 +58,8 @@ def create_database(server_url: str, label: str) -> str:
 
 def drop_database(server_url: str, database_url: str) -> None:
     name = normalize_url(database_url).database
-    assert name is not None and name.startswith("taskapi_bench_")  # never anyone else's
+    assert name is not None
+    assert name.startswith("taskapi_bench_")  # never anyone else's database
     with connect(server_url) as admin, admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -69,9 +70,10 @@ SELECT 'bench' || lpad(u::text, 27, '0'),
        'Task ' || t || ' of user ' || u,
        CASE WHEN t %% 3 = 0 THEN NULL ELSE 'Benchmark description of task ' || t END,
        t %% 4 = 0,
-       timestamptz '2026-01-01 00:00:00+00' + t * interval '1 minute' + u * interval '1 microsecond',
-       timestamptz '2026-01-01 00:00:00+00' + t * interval '1 minute' + u * interval '1 microsecond'
-FROM generate_series(1, %(per_user)s) AS t, generate_series(1, %(users)s) AS u
+       at, at
+FROM generate_series(1, %(per_user)s) AS t, generate_series(1, %(users)s) AS u,
+     LATERAL (SELECT timestamptz '2026-01-01 00:00:00+00'
+                     + t * interval '1 minute' + u * interval '1 microsecond') AS moment(at)
 ORDER BY t, u
 """
 
