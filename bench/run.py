@@ -396,8 +396,9 @@ def flatness(ctx: Context) -> None:
         rows, base = measured.runs[a], measured.runs[b]
         ctx.report.append(
             f"| {a} / {b} | {spread([r.rps for r in rows])} | {spread([r.rps for r in base])} "
-            f"| {spread(ratios(rows, base, 'rps'), 2)} | {spread(ratios(rows, base, 'p50_ms'), 2)} "
-            f"| {spread(ratios(rows, base, 'p99_ms'), 2)} |"
+            f"| {spread(ratios(base, rows, 'rps'), 2)} | {spread(ratios(rows, base, 'p50_ms'), 2)} "
+            f"| {spread(ratios(rows, base, 'p99_ms'), 2)} "
+            f"| {spread(ratios(rows, base, 'cpu_ms'), 2)} |"
         )
 
 
@@ -529,8 +530,11 @@ def print_report(ctx: Context, load_before: tuple[float, ...], seconds: float) -
         log(line)
     flat = [line for line in ctx.report if line.startswith("| ") and line not in rows]
     if flat:
-        log("\n| comparison | req/s | reference req/s | ratio req/s | ratio p50 | ratio p99 |")
-        log("|---|---|---|---|---|---|")
+        log(
+            "\n| comparison | req/s | reference req/s | cost ratio (time per request) "
+            "| ratio p50 | ratio p99 | ratio CPU per request |"
+        )
+        log("|---|---|---|---|---|---|---|")
         for line in flat:
             log(line)
     log("")
