@@ -151,6 +151,11 @@ async def toggle_task(request: Request) -> Response:
     return Response(body, 200, media_type="application/json")
 
 
+async def liveness(request: Request) -> Response:
+    # The floor: no token, no database, just the server and the framework.
+    return Response(b'{"status":"ok"}', 200, media_type="application/json")
+
+
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     dsn = os.environ["BASELINE_DATABASE_URL"]
@@ -161,6 +166,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 app = Starlette(
     routes=[
+        Route("/health", liveness, methods=["GET"]),
         Route("/api/tasks", list_tasks, methods=["GET"]),
         Route("/api/tasks", create_task, methods=["POST"]),
         Route("/api/tasks/{task_id}/complete", toggle_task, methods=["PATCH"]),

@@ -437,6 +437,24 @@ def versus(ctx: Context, workers: int) -> None:
                 f"| {spread([r.p99_ms for r in b], 1)} | {spread(ratios(p, b, 'p99_ms'), 2)} "
                 f"| {spread([r.cpu_ms for r in p], 2)} | {spread([r.cpu_ms for r in b], 2)} |"
             )
+        if "floor" in args.operations:
+            measured = interleaved(
+                f"GET /health (no token, no database), {workers} worker(s)",
+                {
+                    "product": lambda: wrk(product, "list", ctx.tokens, args.seconds, "/health"),
+                    "baseline": lambda: wrk(baseline, "list", ctx.tokens, args.seconds, "/health"),
+                },
+                args.repeat,
+            )
+            p, b = measured.runs["product"], measured.runs["baseline"]
+            ctx.report.append(
+                f"| GET /health (floor) | {workers} | {spread([r.rps for r in p])} "
+                f"| {spread([r.rps for r in b])} | {spread(ratios(p, b, 'rps'), 2)} "
+                f"| {spread([r.p50_ms for r in p], 1)} | {spread([r.p50_ms for r in b], 1)} "
+                f"| {spread([r.p99_ms for r in p], 1)} | {spread([r.p99_ms for r in b], 1)} "
+                f"| {spread(ratios(p, b, 'p99_ms'), 2)} "
+                f"| {spread([r.cpu_ms for r in p], 2)} | {spread([r.cpu_ms for r in b], 2)} |"
+            )
         if workers == 1 and "eddsa" in args.operations:
             eddsa = interleaved(
                 "GET list, EdDSA tokens (JWKS)",
@@ -467,8 +485,9 @@ def main() -> None:
     parser.add_argument("--pool-size", type=int, default=10, help="DB_POOL_SIZE of both")
     parser.add_argument(
         "--operations",
-        default="list,create,toggle,eddsa,flat",
-        help="a subset of list,create,toggle,eddsa (GET list with EdDSA tokens),flat (1M rows)",
+        default="list,create,toggle,eddsa,floor,flat",
+        help="a subset of list,create,toggle, eddsa (GET list with EdDSA tokens), "
+        "floor (GET /health: no token, no database), flat (1M rows, page 200)",
     )
     parser.add_argument("--workers", default="1,2", help="uvicorn worker counts to compare")
     args = parser.parse_args()
