@@ -55,7 +55,7 @@ clean:
 
 # Benchmark (docs/performance.md): the product against a raw baseline, interleaved. Needs wrk
 # (apt-get install wrk) and a PostgreSQL to create databases on (BENCH_DATABASE_URL, default
-# the local server). About 10 minutes; `make bench BENCH_ARGS=--quick` takes about 2.
+# the local server). About 10 minutes; `make bench BENCH_ARGS=--quick` takes about 3.
 .PHONY: bench
 $(VENV)/.bench: $(VENV)/.runtime bench/requirements.txt
 	$(PY) -m pip install --quiet -r bench/requirements.txt
