@@ -577,4 +577,8 @@ def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _stop_on_signal)
     signal.signal(signal.SIGHUP, _stop_on_signal)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        # main()'s finally blocks have run: servers stopped by PID, databases dropped.
+        raise SystemExit("interrupted: servers stopped, benchmark databases dropped") from None
