@@ -1,7 +1,8 @@
 """The task endpoints, under ``/api/tasks`` and the ``/api/{user_id}/tasks`` alias.
 
-Isolation by construction: every statement below starts from ``owned_by(caller)``; another
-user's row is never in it, so it answers 404 exactly like a missing one (FR-007, US1-3).
+Isolation by construction: every statement below starts from ``owned_by()`` and runs with
+``as_caller(caller)``, the token's subject; another user's row is never in it, so it answers 404
+exactly like a missing one (FR-007, US1-3).
 Every write is one statement (``INSERT/UPDATE/DELETE ... RETURNING``): the toggle is atomic and
 no read-modify-write race can lose an update.
 
@@ -163,7 +164,8 @@ def owned_by() -> ColumnElement[bool]:
 
 
 def as_caller(caller: Caller, **values: Any) -> dict[str, Any]:
-    return {OWNER.key: caller.id, **values}
+    """The values to run a statement with: the caller's id last, so nothing can replace it."""
+    return {**values, OWNER.key: caller.id}
 
 
 def found(row: Row[Any] | None) -> Row[Any]:
@@ -301,10 +303,9 @@ def _update(
     """Set the fields in ``changes`` (none: just read the task)."""
     if not changes:
         return _run_one(session, GET_ONE, as_caller(caller, task_id=task_id))
-    values = {f"set_{name}": value for name, value in changes.items()}
-    statement = _set_shape(frozenset(changes))
-    values = as_caller(caller, task_id=task_id, now=utc_now(), **values)
-    return _run_one(session, statement, values)
+    new = {f"set_{name}": value for name, value in changes.items()}
+    values = as_caller(caller, task_id=task_id, now=utc_now(), **new)
+    return _run_one(session, _set_shape(frozenset(changes)), values)
 
 
 def _header_path(request: Request) -> str:
