@@ -52,3 +52,14 @@ migrate: $(VENV)/.runtime
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmark (docs/performance.md): the product against a raw baseline, interleaved. Needs wrk
+# (apt-get install wrk) and a PostgreSQL to create databases on (BENCH_DATABASE_URL, default
+# the local server). About 10 minutes; `make bench BENCH_ARGS=--quick` takes about 3.
+.PHONY: bench
+$(VENV)/.bench: $(VENV)/.runtime bench/requirements.txt
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	@touch $@
+
+bench: $(VENV)/.bench
+	$(PY) bench/run.py $(BENCH_ARGS)

@@ -16,11 +16,14 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeGuard
 
 import httpx2 as httpx
@@ -54,6 +57,9 @@ ASYMMETRIC_ALGORITHMS: dict[str, tuple[str, frozenset[str] | None]] = {
 }
 # Header parameters that would let a token name its own key. Never fetched, never trusted.
 FORBIDDEN_HEADER_PARAMS = ("jku", "x5u", "jwk", "x5c", "crit")
+# Verified tokens remembered per process (see TokenVerifier). Keyed by a SHA-256 digest, so an
+# entry is about 300 bytes whatever the token's size: 4096 entries stay near 1 MB.
+VERIFIED_TOKENS_MAX = 4096
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -150,8 +156,14 @@ class JwksCache:
                 log.warning("JWKS fetch failed", extra={"jwks_url": self.url, "error": error})
                 pause = self._retry_interval
             else:
+                # Parsed keys whose JWK is unchanged are kept (the same objects): tokens verified
+                # with them stay verified (TokenVerifier's cache compares keys by identity).
+                self._parsed = {
+                    kid_alg: parsed
+                    for kid_alg, parsed in self._parsed.items()
+                    if kid_alg[0] in keys and keys[kid_alg[0]] == self._keys.get(kid_alg[0])
+                }
                 self._keys = keys
-                self._parsed.clear()
                 self._fetched_at = time.monotonic()
                 self._last_fetch_failed = False
                 pause = self._min_interval
@@ -219,8 +231,48 @@ _DECODE_ERRORS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
 )
 
 
+def _now() -> float:
+    """Wall-clock seconds, read exactly as PyJWT reads them for ``exp``, ``nbf`` and ``iat``."""
+    return datetime.now(tz=UTC).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """What a successful verification established, and for how long it holds."""
+
+    caller: Caller
+    # Read after PyJWT's checks passed: nbf and iat held at this moment, so they hold later.
+    verified_at: float
+    # PyJWT refuses a token once ``exp <= now - leeway``: from ``int(exp) + leeway`` on.
+    refused_from: float
+    # The JWKS key that checked the signature, with the kid and alg that chose it; None for
+    # the shared secret (fixed for the verifier's lifetime).
+    key: jwt.PyJWK | None = None
+    kid: str = ""
+    alg: str = ""
+
+
 class TokenVerifier:
-    def __init__(self, settings: Settings, jwks: JwksCache | None) -> None:
+    """Verifies bearer tokens; remembers the ones that passed, so a token costs one signature
+    check for as long as it is valid, not one per request.
+
+    The cache only ever shortens the work, never the checks: an entry is used only while the
+    token would still pass every time-based check PyJWT made (``exp`` with the same leeway; a
+    clock that went back re-verifies, since ``nbf`` and ``iat`` held at ``verified_at``), and,
+    for a JWKS token, only while the JWKS still serves the very key that verified it (a rotated
+    or withdrawn key is looked up exactly as on a first verification and answers the same
+    401/503). Failures are never cached: each failing request pays the full check. Bounded
+    (least recently used out first), keyed by the token's SHA-256 digest, per verifier (so per
+    configuration and per process).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        jwks: JwksCache | None,
+        *,
+        cache_size: int = VERIFIED_TOKENS_MAX,
+    ) -> None:
         self._secret = settings.secret_bytes
         self._jwks = jwks
         self._jwks_issuer = settings.jwks_issuer
@@ -229,10 +281,40 @@ class TokenVerifier:
         self._hs_issuer = settings.jwt_issuer
         self._hs_audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
+        self._cache_size = cache_size
+        self._verified: OrderedDict[bytes, _Verified] = OrderedDict()
+
+    @property
+    def cached_tokens(self) -> int:
+        return len(self._verified)
 
     async def verify(self, token: str) -> Caller:
         if len(token) > MAX_TOKEN_BYTES:
             raise unauthorized("Token is too large")
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        known = self._verified.get(digest)
+        if known is not None:
+            if await self._still_valid(known):
+                self._verified.move_to_end(digest)
+                return known.caller
+            self._verified.pop(digest, None)
+        verified = await self._verify(token)
+        self._verified[digest] = verified
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return verified.caller
+
+    async def _still_valid(self, known: _Verified) -> bool:
+        now = _now()
+        if not known.verified_at <= now < known.refused_from:
+            return False  # expired (the full check says so, in its own words), or clock went back
+        if known.key is None:
+            return True
+        assert self._jwks is not None
+        # Raises the same 401/503 as a first verification if the key is gone.
+        return await self._jwks.key(known.kid, known.alg) is known.key
+
+    async def _verify(self, token: str) -> _Verified:
         header = _unverified_header(token)
         for param in FORBIDDEN_HEADER_PARAMS:
             if param in header:
@@ -240,15 +322,21 @@ class TokenVerifier:
         alg = header.get("alg")
         if alg == "HS256" and self._secret is not None:
             claims = self._decode(token, self._secret, alg, self._hs_issuer, self._hs_audience)
-            return Caller(_subject(claims, allow_session_cache=True))
+            caller = Caller(_subject(claims, allow_session_cache=True))
+            return _Verified(caller, _now(), self._refused_from(claims))
         if isinstance(alg, str) and alg in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
             kid = header.get("kid")
             if not isinstance(kid, str) or not kid:
                 raise unauthorized("Token header has no key id (kid)")
             key = await self._jwks.key(kid, alg)
             claims = self._decode(token, key, alg, self._jwks_issuer, self._jwks_audience)
-            return Caller(_subject(claims, allow_session_cache=False))
+            caller = Caller(_subject(claims, allow_session_cache=False))
+            return _Verified(caller, _now(), self._refused_from(claims), key, kid, alg)
         raise unauthorized("Token algorithm is not accepted")
+
+    def _refused_from(self, claims: dict[str, Any]) -> float:
+        # exp is present and a number (_decode checked); PyJWT compares int(exp).
+        return float(int(claims["exp"]) + self._leeway)
 
     def _decode(
         self, token: str, key: Any, alg: str, issuer: str | None, audience: str | None

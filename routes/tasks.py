@@ -1,33 +1,43 @@
 """The task endpoints, under ``/api/tasks`` and the ``/api/{user_id}/tasks`` alias.
 
-Isolation by construction: every statement below starts from ``owned_by(caller)``; another
-user's row is never in it, so it answers 404 exactly like a missing one (FR-007, US1-3).
+Isolation by construction: every statement below starts from ``owned_by()`` and runs with
+``as_caller(caller)``, the token's subject; another user's row is never in it, so it answers 404
+exactly like a missing one (FR-007, US1-3).
 Every write is one statement (``INSERT/UPDATE/DELETE ... RETURNING``): the toggle is atomic and
-no read-modify-write race can lose an update. Handlers return database rows, which FastAPI
-validates once against the response model and serializes once, in pydantic's Rust core.
+no read-modify-write race can lose an update.
+
+Responses are built once: the selected columns are exactly ``TaskPublic``'s fields, already typed
+by the table (timestamps timezone-aware UTC), so each row goes straight to JSON bytes (orjson)
+instead of being validated again against ``response_model``, which stays declared for the
+OpenAPI document. The bytes are the ones pydantic would write for ``TaskPublic``
+(tests/test_performance_contract.py compares them); docs/performance.md has the profiles.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
+import orjson
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
+    Integer,
     Row,
     and_,
+    bindparam,
     case,
     delete,
     func,
     insert,
-    literal,
     or_,
     select,
     tuple_,
     update,
 )
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Executable, Select, Update
 from sqlmodel import Session
 from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
@@ -39,6 +49,8 @@ from models import tasks, utc_now
 from schemas import (
     MAX_BIGINT,
     Cursor,
+    SortKey,
+    StatusValue,
     TaskCompletion,
     TaskCreate,
     TaskListQuery,
@@ -99,11 +111,16 @@ def endpoint(
     return register
 
 
-DatabaseDep = Annotated[Database, Depends(get_database)]
+async def _database(request: Request) -> Database:
+    # async: FastAPI runs a plain ``def`` dependency on a worker thread, a hop per request.
+    return get_database(request)
+
+
+DatabaseDep = Annotated[Database, Depends(_database)]
 TaskId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="The task's id")]
 
 
-def _list_query(request: Request, query: Annotated[TaskListQuery, Query()]) -> TaskListQuery:
+async def _list_query(request: Request, query: Annotated[TaskListQuery, Query()]) -> TaskListQuery:
     """The list parameters, refusing a repeated one (``?status=all&status=completed``)."""
     repeated = [n for n in TaskListQuery.model_fields if len(request.query_params.getlist(n)) > 1]
     if repeated:
@@ -119,7 +136,8 @@ def _list_query(request: Request, query: Annotated[TaskListQuery, Query()]) -> T
 ListQuery = Annotated[TaskListQuery, Depends(_list_query)]
 
 # Exactly the columns of TaskPublic: queries select what they return and nothing more.
-PUBLIC = tuple(tasks.c[name] for name in TaskPublic.model_fields)
+FIELDS = tuple(TaskPublic.model_fields)
+PUBLIC = tuple(tasks.c[name] for name in FIELDS)
 SORT_COLUMNS = {
     "created": tasks.c.created_at,
     "updated": tasks.c.updated_at,
@@ -128,10 +146,26 @@ SORT_COLUMNS = {
 NOT_FOUND = error_responses(404)
 WITH_BODY = error_responses(404, 413)
 
+# Statements are built once, with placeholders, and executed with values: building one (and
+# computing its SQL cache key) per request cost more than running it (docs/performance.md).
+OWNER = bindparam("owner", type_=tasks.c.user_id.type, required=True)
+TASK_ID = bindparam("task_id", type_=tasks.c.id.type, required=True)
+NOW = bindparam("now", type_=tasks.c.updated_at.type, required=True)
 
-def owned_by(caller: Caller) -> ColumnElement[bool]:
-    """The one place that says which rows a caller may see or change."""
-    return tasks.c.user_id == caller.id
+
+def owned_by() -> ColumnElement[bool]:
+    """The one place that says which rows a caller may see or change.
+
+    Every statement below starts from it and runs with ``as_caller(caller)``: the token's subject
+    is the only value the placeholder is ever given, and SQLAlchemy refuses to run a statement
+    whose placeholder has no value.
+    """
+    return tasks.c.user_id == OWNER
+
+
+def as_caller(caller: Caller, **values: Any) -> dict[str, Any]:
+    """The values to run a statement with: the caller's id last, so nothing can replace it."""
+    return {**values, OWNER.key: caller.id}
 
 
 def found(row: Row[Any] | None) -> Row[Any]:
@@ -140,63 +174,138 @@ def found(row: Row[Any] | None) -> Row[Any]:
     return row
 
 
-# ---- units of work: each runs in one transaction on a database thread ---------------------------
+def _task(row: Row[Any]) -> dict[str, Any]:
+    return dict(zip(FIELDS, row, strict=False))  # rows may carry extra columns (the total)
 
 
-def _filtered(caller: Caller, query: TaskListQuery) -> ColumnElement[bool]:
-    if query.status_value == "all":
-        return owned_by(caller)
-    return and_(owned_by(caller), tasks.c.completed.is_(query.status_value == "completed"))
+def json_response(
+    content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """Tasks as JSON, as pydantic writes them (datetimes in UTC end in ``Z``), in one pass."""
+    body = orjson.dumps(content, option=orjson.OPT_UTC_Z)
+    return Response(body, status_code, headers, media_type="application/json")
 
 
-def _page_statement(caller: Caller, query: TaskListQuery) -> Select[Any]:
-    scope = _filtered(caller, query)
-    key = SORT_COLUMNS[query.sort_key]
+def task_response(row: Row[Any] | None, status_code: int = 200) -> Response:
+    return json_response(_task(found(row)), status_code)
+
+
+# ---- statements, built once per shape -----------------------------------------------------------
+
+
+@cache
+def _filtered(status: StatusValue) -> ColumnElement[bool]:
+    if status == "all":
+        return owned_by()
+    return and_(owned_by(), tasks.c.completed.is_(status == "completed"))
+
+
+@cache
+def _page_shape(status: StatusValue, sort: SortKey, descending: bool, after: bool) -> Select[Any]:
+    scope = _filtered(status)
+    key = SORT_COLUMNS[sort]
     page = select(*PUBLIC).where(scope)
-    if (position := query.position) is not None:
+    if after:
         row_value = tuple_(key, tasks.c.id)
-        after = tuple_(literal(position.value, key.type), literal(position.id, tasks.c.id.type))
-        page = page.where(row_value < after if query.descending else row_value > after)
-    order = (key.desc(), tasks.c.id.desc()) if query.descending else (key.asc(), tasks.c.id.asc())
+        position = tuple_(
+            bindparam("after_value", type_=key.type, required=True),
+            bindparam("after_id", type_=tasks.c.id.type, required=True),
+        )
+        page = page.where(row_value < position if descending else row_value > position)
+    order = (key.desc(), tasks.c.id.desc()) if descending else (key.asc(), tasks.c.id.asc())
     # The total rides along as an uncorrelated scalar subquery (evaluated once), and one extra
     # row tells whether a next page exists: a page is a single round trip.
     total = select(func.count()).select_from(tasks).where(scope).scalar_subquery()
     return (
         page.add_columns(total.label("total"))
         .order_by(*order)
-        .offset(query.offset)
-        .limit(query.limit + 1)
+        .offset(bindparam("offset", type_=BigInteger(), required=True))
+        .limit(bindparam("limit", type_=Integer(), required=True))
     )
+
+
+@cache
+def _count_shape(status: StatusValue) -> Select[Any]:
+    return select(func.count()).select_from(tasks).where(_filtered(status))
+
+
+def page_statement(caller: Caller, query: TaskListQuery) -> tuple[Select[Any], dict[str, Any]]:
+    """The statement for one page of the caller's list, and the values to run it with."""
+    position = query.position
+    shape = _page_shape(query.status_value, query.sort_key, query.descending, position is not None)
+    values = as_caller(caller, offset=query.offset, limit=query.limit + 1)
+    if position is not None:
+        values.update(after_value=position.value, after_id=position.id)
+    return shape, values
+
+
+GET_ONE = select(*PUBLIC).where(owned_by(), tasks.c.id == TASK_ID)
+DELETE_ONE = delete(tasks).where(owned_by(), tasks.c.id == TASK_ID).returning(*PUBLIC)
+CREATE = (
+    insert(tasks)
+    .values(
+        user_id=OWNER,
+        title=bindparam("title", type_=tasks.c.title.type, required=True),
+        description=bindparam("description", type_=tasks.c.description.type, required=True),
+        completed=bindparam("completed", type_=tasks.c.completed.type, required=True),
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    .returning(*PUBLIC)
+)
+
+
+def _update_shape(values: Mapping[str, Any]) -> Update:
+    """One UPDATE of the caller's task; ``updated_at`` moves only if something really changed."""
+    changed = or_(*(tasks.c[name].is_distinct_from(value) for name, value in values.items()))
+    return (
+        update(tasks)
+        .where(owned_by(), tasks.c.id == TASK_ID)
+        .values(**values, updated_at=case((changed, NOW), else_=tasks.c.updated_at))
+        .returning(*PUBLIC)
+    )
+
+
+TOGGLE = _update_shape({"completed": ~tasks.c.completed})
+
+
+@cache
+def _set_shape(fields: frozenset[str]) -> Update:
+    # "set_" + name: SQLAlchemy keeps a column's own name for the SET clause's parameters.
+    return _update_shape(
+        {name: bindparam(f"set_{name}", type_=tasks.c[name].type) for name in sorted(fields)}
+    )
+
+
+# ---- units of work: each runs in one transaction on a database thread ---------------------------
+# Core statements run on the session's connection: Session.execute would send them through the
+# ORM's execution path, which costs more than the query (docs/performance.md).
 
 
 def _list(session: Session, caller: Caller, query: TaskListQuery) -> tuple[Sequence[Row[Any]], int]:
-    rows = session.execute(_page_statement(caller, query)).all()
+    connection = session.connection()
+    statement, values = page_statement(caller, query)
+    rows = connection.execute(statement, values).all()
     if rows:
         return rows, int(rows[0].total)
     # An empty page (past the end) still reports the total.
-    count = select(func.count()).select_from(tasks).where(_filtered(caller, query))
-    return rows, int(session.execute(count).scalar_one())
+    count = connection.execute(_count_shape(query.status_value), as_caller(caller))
+    return rows, int(count.scalar_one())
 
 
-def _get(session: Session, caller: Caller, task_id: int) -> Row[Any] | None:
-    statement = select(*PUBLIC).where(owned_by(caller), tasks.c.id == task_id)
-    return session.execute(statement).one_or_none()
+def _run_one(session: Session, statement: Executable, values: dict[str, Any]) -> Row[Any] | None:
+    return session.connection().execute(statement, values).one_or_none()
 
 
 def _update(
-    session: Session, caller: Caller, task_id: int, values: dict[str, Any]
+    session: Session, caller: Caller, task_id: int, changes: dict[str, Any]
 ) -> Row[Any] | None:
-    """Apply ``values`` in one UPDATE; ``updated_at`` moves only if something really changed."""
-    if not values:
-        return _get(session, caller, task_id)
-    changed = or_(*(tasks.c[name].is_distinct_from(value) for name, value in values.items()))
-    statement = (
-        update(tasks)
-        .where(owned_by(caller), tasks.c.id == task_id)
-        .values(**values, updated_at=case((changed, utc_now()), else_=tasks.c.updated_at))
-        .returning(*PUBLIC)
-    )
-    return session.execute(statement).one_or_none()
+    """Set the fields in ``changes`` (none: just read the task)."""
+    if not changes:
+        return _run_one(session, GET_ONE, as_caller(caller, task_id=task_id))
+    new = {f"set_{name}": value for name, value in changes.items()}
+    values = as_caller(caller, task_id=task_id, now=utc_now(), **new)
+    return _run_one(session, _set_shape(frozenset(changes)), values)
 
 
 def _header_path(request: Request) -> str:
@@ -226,16 +335,15 @@ async def list_tasks(
     database: DatabaseDep,
     query: ListQuery,
     request: Request,
-    response: Response,
-) -> Sequence[Row[Any]]:
+) -> Response:
     """A bare JSON array, newest first by default. ``X-Total-Count`` counts every task matching
     the filter; ``Link: <...>; rel="next"`` carries a keyset cursor when there is another page."""
     rows, total = await database.run(lambda session: _list(session, caller, query))
-    response.headers["X-Total-Count"] = str(total)
+    headers = {"X-Total-Count": str(total)}
     if len(rows) > query.limit:
         rows = rows[: query.limit]
-        response.headers["Link"] = _next_link(request, query, rows[-1])
-    return rows
+        headers["Link"] = _next_link(request, query, rows[-1])
+    return json_response([_task(row) for row in rows], headers=headers)
 
 
 @endpoint(
@@ -251,17 +359,11 @@ async def create_task(
     caller: CurrentUser,
     database: DatabaseDep,
     request: Request,
-    response: Response,
-) -> Row[Any]:
-    now = utc_now()
-    statement = (
-        insert(tasks)
-        .values(user_id=caller.id, **body.model_dump(), created_at=now, updated_at=now)
-        .returning(*PUBLIC)
-    )
-    row = await database.run(lambda session: session.execute(statement).one())
-    response.headers["Location"] = f"{_header_path(request)}/{row.id}"
-    return row
+) -> Response:
+    values = as_caller(caller, **body.model_dump(), now=utc_now())
+    row = found(await database.run(lambda session: _run_one(session, CREATE, values)))
+    location = {"Location": f"{_header_path(request)}/{row.id}"}
+    return json_response(_task(row), 201, location)
 
 
 @endpoint(
@@ -271,8 +373,9 @@ async def create_task(
     responses=NOT_FOUND,
     summary="Get one task",
 )
-async def get_task(task_id: TaskId, caller: CurrentUser, database: DatabaseDep) -> Row[Any]:
-    return found(await database.run(lambda session: _get(session, caller, task_id)))
+async def get_task(task_id: TaskId, caller: CurrentUser, database: DatabaseDep) -> Response:
+    values = as_caller(caller, task_id=task_id)
+    return task_response(await database.run(lambda session: _run_one(session, GET_ONE, values)))
 
 
 @endpoint(
@@ -292,11 +395,12 @@ async def get_task(task_id: TaskId, caller: CurrentUser, database: DatabaseDep) 
 )
 async def update_task(
     task_id: TaskId, body: TaskUpdate, caller: CurrentUser, database: DatabaseDep
-) -> Row[Any]:
+) -> Response:
     """Partial update: only the fields sent change (frontends send ``Partial<Task>``);
     ``"description": null`` clears the description."""
     changes = body.changes()
-    return found(await database.run(lambda session: _update(session, caller, task_id, changes)))
+    row = await database.run(lambda session: _update(session, caller, task_id, changes))
+    return task_response(row)
 
 
 @endpoint(
@@ -311,12 +415,17 @@ async def complete_task(
     caller: CurrentUser,
     database: DatabaseDep,
     body: Annotated[TaskCompletion | None, Body()] = None,
-) -> Row[Any]:
+) -> Response:
     """No body (or no ``completed``): toggle, atomically. ``{"completed": true|false}``: set it
     (idempotent: repeating it changes nothing, not even ``updated_at``)."""
     wanted = body.completed if body is not None else None
-    values = {"completed": ~tasks.c.completed if wanted is None else wanted}
-    return found(await database.run(lambda session: _update(session, caller, task_id, values)))
+    if wanted is not None:
+        changes = {"completed": wanted}
+        row = await database.run(lambda session: _update(session, caller, task_id, changes))
+    else:
+        values = as_caller(caller, task_id=task_id, now=utc_now())
+        row = await database.run(lambda session: _run_one(session, TOGGLE, values))
+    return task_response(row)
 
 
 @endpoint(
@@ -326,8 +435,8 @@ async def complete_task(
     responses=NOT_FOUND,
     summary="Delete a task",
 )
-async def delete_task(task_id: TaskId, caller: CurrentUser, database: DatabaseDep) -> Row[Any]:
+async def delete_task(task_id: TaskId, caller: CurrentUser, database: DatabaseDep) -> Response:
     """Answers 200 with the deleted task (clients that parse every success as JSON keep working);
     deleting it again is 404."""
-    statement = delete(tasks).where(owned_by(caller), tasks.c.id == task_id).returning(*PUBLIC)
-    return found(await database.run(lambda session: session.execute(statement).one_or_none()))
+    values = as_caller(caller, task_id=task_id)
+    return task_response(await database.run(lambda session: _run_one(session, DELETE_ONE, values)))

@@ -1,0 +1,281 @@
+"""What the speed-ups (docs/performance.md) must never change (US2-1, US2-2, FR-007, SC-001).
+
+The token cache: a token that verified once is not checked again while it is valid, and the
+cache never accepts what a full verification would refuse: an expired token (exp and the clock
+leeway exactly as PyJWT applies them), a token whose JWKS key was withdrawn, a token that never
+verified. Signature checks are counted by wrapping PyJWT's real ``jwt.decode`` (it still runs;
+the wrapper only counts calls), since the service itself exposes no such counter.
+
+The responses: built straight from rows with orjson, they must be byte for byte what pydantic
+writes for ``TaskPublic`` (the response model they used to go through).
+"""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
+
+import auth
+from auth import TokenVerifier
+from schemas import TaskPublic
+from tests.conftest import insert_rows, make_settings
+from tests.keys import ALICE, BOB, JwksServer, SigningKey, bearer, generate_key, mint
+
+TASKS = "/api/tasks"
+TASK_LIST = TypeAdapter(list[TaskPublic])
+ONE_TASK = TypeAdapter(TaskPublic)
+
+
+@pytest.fixture
+def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every call of PyJWT's ``decode`` (the signature and claims check), in order."""
+    calls: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)  # auth.py calls jwt.decode
+    return calls
+
+
+def wait_until(moment: float) -> None:
+    """Sleep until the wall clock (PyJWT's clock) has passed ``moment``."""
+    while time.time() <= moment:
+        time.sleep(max(0.01, moment - time.time() + 0.01))
+
+
+class LaterClock:
+    """Stands in for the ``time`` module inside auth.py only: its monotonic clock, moved on."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+
+def verifier_of(client: TestClient) -> TokenVerifier:
+    verifier: TokenVerifier = client.app.state.verifier  # type: ignore[attr-defined]
+    return verifier
+
+
+# ---- the token cache ----------------------------------------------------------------------------
+
+
+def test_repeated_hs256_token_is_signature_checked_once_us2_1(
+    app_factory: Callable[..., TestClient], signature_checks: list[str]
+) -> None:
+    client = app_factory()
+    token = mint(ALICE)
+    for _ in range(5):
+        assert client.get(TASKS, headers=bearer(token)).status_code == 200
+    assert signature_checks == [token]
+    assert verifier_of(client).cached_tokens == 1
+
+
+def test_repeated_jwks_token_is_signature_checked_once_us2_1(
+    app_factory: Callable[..., TestClient],
+    jwks_server: JwksServer,
+    signing_keys: dict[str, SigningKey],
+    signature_checks: list[str],
+) -> None:
+    client = app_factory()
+    key, origin = signing_keys["EdDSA"], jwks_server.base_url
+    token = mint(ALICE, alg="EdDSA", key=key.private, kid=key.kid, issuer=origin, audience=origin)
+    for _ in range(5):
+        assert client.get(TASKS, headers=bearer(token)).status_code == 200
+    assert signature_checks == [token]
+
+
+def test_each_token_is_cached_apart_and_identity_never_mixes_us2_1_fr003(
+    app_factory: Callable[..., TestClient], signature_checks: list[str]
+) -> None:
+    client = app_factory()
+    alice, bob = mint(ALICE), mint(BOB)
+    created = client.post(TASKS, json={"title": "Alice's"}, headers=bearer(alice))
+    assert created.status_code == 201
+    for _ in range(3):
+        assert client.get(TASKS, headers=bearer(bob)).json() == []
+        assert [t["title"] for t in client.get(TASKS, headers=bearer(alice)).json()] == ["Alice's"]
+    assert sorted(signature_checks) == sorted([alice, bob])
+
+
+def test_cached_token_is_accepted_within_leeway_then_refused_as_expired_us2_2(
+    app_factory: Callable[..., TestClient], signature_checks: list[str]
+) -> None:
+    leeway = 1
+    client = app_factory(jwt_leeway_seconds=leeway)
+    expires = int(time.time()) + 1
+    token = mint(ALICE, expires_in=None, claims={"exp": expires})
+    assert client.get(TASKS, headers=bearer(token)).status_code == 200
+
+    wait_until(expires + 0.1)  # past exp, inside the leeway: still valid, still cached
+    assert client.get(TASKS, headers=bearer(token)).status_code == 200
+    assert signature_checks == [token]
+
+    wait_until(expires + leeway)  # PyJWT refuses from exp + leeway on, and so does the cache
+    response = client.get(TASKS, headers=bearer(token))
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Token has expired"}
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    assert signature_checks == [token, token]  # verified again, and refused
+    assert verifier_of(client).cached_tokens == 0  # and forgotten
+
+
+def test_expired_cached_token_cannot_write_us2_2(
+    app_factory: Callable[..., TestClient], backend_url: str
+) -> None:
+    client = app_factory(database_url=backend_url, jwt_leeway_seconds=0)
+    writer = f"writer{uuid.uuid4().hex}"  # no other test's rows
+    expires = int(time.time()) + 1
+    token = mint(writer, expires_in=None, claims={"exp": expires})
+    created = client.post(TASKS, json={"title": "before"}, headers=bearer(token))
+    assert created.status_code == 201
+    wait_until(expires)
+    response = client.post(TASKS, json={"title": "after"}, headers=bearer(token))
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Token has expired"}
+    fresh = client.get(TASKS, headers=bearer(mint(writer)))
+    assert [t["title"] for t in fresh.json()] == ["before"]  # nothing written
+
+
+def test_failed_verifications_are_never_cached_us2_2(
+    app_factory: Callable[..., TestClient], signature_checks: list[str]
+) -> None:
+    client = app_factory()
+    forged = mint(ALICE, key="another-secret-0123456789abcdef-0123456789")
+    for _ in range(3):
+        response = client.get(TASKS, headers=bearer(forged))
+        assert response.status_code == 401
+        assert response.json() == {"detail": "Token signature is invalid"}
+    assert signature_checks == [forged] * 3
+    assert verifier_of(client).cached_tokens == 0
+
+
+def test_token_cache_is_bounded_least_recently_used_out_first_us2_1(
+    pg_url: str, signature_checks: list[str]
+) -> None:
+    verifier = TokenVerifier(make_settings(pg_url), None, cache_size=2)
+    first, second, third = (mint(f"user{n}{'x' * 27}") for n in range(3))
+
+    def verify(token: str) -> str:
+        return asyncio.run(verifier.verify(token)).id
+
+    for token in (first, second, first, third):  # `second` is the least recently used
+        verify(token)
+    assert verifier.cached_tokens == 2
+    assert signature_checks == [first, second, third]
+    verify(first)
+    verify(third)
+    assert signature_checks == [first, second, third]  # both still cached
+    assert verify(second) == f"user1{'x' * 27}"
+    assert signature_checks == [first, second, third, second]  # evicted: checked again
+    assert verifier.cached_tokens == 2
+
+
+def test_cached_jwks_token_is_refused_once_its_key_is_withdrawn_us2_2(
+    app_factory: Callable[..., TestClient],
+    jwks_server: JwksServer,
+    signing_keys: dict[str, SigningKey],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = app_factory()
+    key, origin = signing_keys["EdDSA"], jwks_server.base_url
+    token = mint(ALICE, alg="EdDSA", key=key.private, kid=key.kid, issuer=origin, audience=origin)
+    assert client.get(TASKS, headers=bearer(token)).status_code == 200
+
+    published = jwks_server.keys
+    jwks_server.keys = [generate_key("EdDSA")]  # Better Auth withdrew the key
+    try:
+        # Past the JWKS cache's TTL (auth.py's monotonic clock only): the next request starts a
+        # background refresh, and once it has landed the withdrawn key is unknown.
+        monkeypatch.setattr(auth, "time", LaterClock(2 * 3600.0))
+        deadline = time.monotonic() + 10
+        while True:
+            response = client.get(TASKS, headers=bearer(token))
+            if response.status_code != 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert response.status_code == 401
+        assert response.json() == {"detail": "Token signing key is unknown"}
+    finally:
+        jwks_server.keys = published
+
+
+# ---- responses: byte for byte what pydantic writes -----------------------------------------------
+
+TRICKY_TITLES = [
+    "Buy milk",
+    'Quotes " and \\ backslash',
+    "Accents: déjà vu, ß, 東京, emoji 🎉",
+    "Line\u2028separator and \u2029 paragraph",
+    "Tab\tand control \x01\x1f and DEL \x7f",
+    "<script>alert('x')</script> & more",
+]
+
+
+def test_list_body_is_exactly_what_pydantic_writes_fr007(
+    client: TestClient, alice: dict[str, str], backend_url: str
+) -> None:
+    for title in TRICKY_TITLES:
+        body = {"title": title, "description": f"{title}\nsecond line"}
+        assert client.post(TASKS, json=body, headers=alice).status_code == 201
+    # Timestamps with and without microseconds, as other tools may write them.
+    insert_rows(
+        backend_url,
+        {"user_id": ALICE, "title": "whole second", "created_at": datetime(2026, 1, 1, tzinfo=UTC)},
+        {
+            "user_id": ALICE,
+            "title": "tenths",
+            "completed": True,
+            "created_at": datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC),
+            "updated_at": datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC),
+        },
+    )
+    response = client.get(TASKS, headers=alice)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert len(response.json()) == len(TRICKY_TITLES) + 2
+    assert response.content == TASK_LIST.dump_json(TASK_LIST.validate_json(response.content))
+    assert b'"created_at":"2026-01-01T00:00:00Z"' in response.content
+    assert b'"created_at":"2026-01-02T03:04:05.600000Z"' in response.content
+
+
+def test_single_task_bodies_are_exactly_what_pydantic_writes_fr007(
+    client: TestClient, alice: dict[str, str]
+) -> None:
+    created = client.post(TASKS, json={"title": TRICKY_TITLES[2]}, headers=alice)
+    task_id = created.json()["id"]
+    answers = [
+        created,
+        client.get(f"{TASKS}/{task_id}", headers=alice),
+        client.put(f"{TASKS}/{task_id}", json={"description": "d\u00e9j\u00e0"}, headers=alice),
+        client.patch(f"{TASKS}/{task_id}", json={"title": TRICKY_TITLES[1]}, headers=alice),
+        client.patch(f"{TASKS}/{task_id}/complete", headers=alice),
+        client.patch(f"{TASKS}/{task_id}/complete", json={"completed": False}, headers=alice),
+        client.delete(f"{TASKS}/{task_id}", headers=alice),
+    ]
+    for response in answers:
+        assert response.status_code in (200, 201), response.text
+        assert response.headers["content-type"] == "application/json"
+        assert response.content == ONE_TASK.dump_json(ONE_TASK.validate_json(response.content))
+        assert response.json()["updated_at"].endswith("Z")
+
+
+def test_openapi_still_documents_the_task_shapes(pg_client: TestClient) -> None:
+    document = pg_client.get("/openapi.json").json()
+    task = {"$ref": "#/components/schemas/TaskPublic"}
+    listing = document["paths"]["/api/tasks"]["get"]["responses"]["200"]
+    schema = listing["content"]["application/json"]["schema"]
+    assert (schema["type"], schema["items"]) == ("array", task)
+    created = document["paths"]["/api/tasks"]["post"]["responses"]["201"]
+    assert created["content"]["application/json"]["schema"] == task
