@@ -271,8 +271,18 @@ class LiveServer:
         self.workdir.cleanup()
 
 
+def running(env: dict[str, str]) -> Iterator[LiveServer]:
+    """A LiveServer with ``env``, ready to serve; stopped afterwards, however the test ends."""
+    server = LiveServer(env)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
 def serve(pg_url: str, pool_size: int) -> Iterator[LiveServer]:
-    server = LiveServer(
+    yield from running(
         {
             "ENVIRONMENT": "production",
             "DATABASE_URL": pg_url,
@@ -283,11 +293,6 @@ def serve(pg_url: str, pool_size: int) -> Iterator[LiveServer]:
             "LOG_LEVEL": "WARNING",
         }
     )
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

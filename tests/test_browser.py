@@ -17,7 +17,7 @@ import httpx2
 import pytest
 
 from tests.betterauth_fixtures import NODE_DIR, PASSWORD, BetterAuth, node_binary
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, running
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def browser_api(pg_url: str, better_auth: BetterAuth) -> Iterator[LiveServer]:
     """``uvicorn main:app`` as deployed: JWKS mode, and only the page's origin in CORS_ORIGINS."""
-    server = LiveServer(
+    yield from running(
         {
             "ENVIRONMENT": "production",
             "DATABASE_URL": pg_url,
@@ -34,11 +34,6 @@ def browser_api(pg_url: str, better_auth: BetterAuth) -> Iterator[LiveServer]:
             "LOG_LEVEL": "WARNING",
         }
     )
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ from core.config import normalize_url
 from core.errors import CommitOutcomeUnknown
 from db import make_engine, migrate
 from models import Task, tasks
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, make_settings, running
 from tests.keys import ALICE, SECRET, bearer, mint
 
 pytestmark = pytest.mark.slow
@@ -124,7 +124,7 @@ def own_postgres() -> Iterator[OwnPostgres]:
 @pytest.fixture
 def server(own_postgres: OwnPostgres) -> Iterator[LiveServer]:
     own_postgres.execute("DELETE FROM tasks")
-    live = LiveServer(
+    yield from running(
         {
             "ENVIRONMENT": "production",
             "DATABASE_URL": own_postgres.url,
@@ -135,11 +135,6 @@ def server(own_postgres: OwnPostgres) -> Iterator[LiveServer]:
             "LOG_LEVEL": "WARNING",
         }
     )
-    try:
-        live.wait_ready()
-        yield live
-    finally:
-        live.stop()
 
 
 @dataclass

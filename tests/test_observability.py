@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from core.config import normalize_url
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, running
 from tests.keys import ALICE, SECRET, bearer, mint
 
 pytestmark = pytest.mark.slow
@@ -24,26 +24,19 @@ pytestmark = pytest.mark.slow
 MARKER = "do-not-log-me-7f3a"  # in bodies and query strings: user data that must stay out
 
 
-def _server(pg_url: str) -> LiveServer:
-    return LiveServer(
-        {
-            "ENVIRONMENT": "production",
-            "DATABASE_URL": pg_url,
-            "BETTER_AUTH_SECRET": SECRET,
-            "DB_POOL_SIZE": "2",
-            "LOG_LEVEL": "INFO",
-        }
-    )
+def _env(pg_url: str) -> dict[str, str]:
+    return {
+        "ENVIRONMENT": "production",
+        "DATABASE_URL": pg_url,
+        "BETTER_AUTH_SECRET": SECRET,
+        "DB_POOL_SIZE": "2",
+        "LOG_LEVEL": "INFO",
+    }
 
 
 @pytest.fixture
 def logged_server(pg_url: str) -> Iterator[LiveServer]:
-    server = _server(pg_url)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+    yield from running(_env(pg_url))
 
 
 def _log_lines(server: LiveServer) -> list[dict[str, Any]]:
@@ -123,7 +116,7 @@ def test_security_headers_on_every_answer_errors_included(logged_server: LiveSer
 def test_sigterm_drains_the_request_in_flight_then_exits(pg_url: str) -> None:
     # A toggle is held in flight by a row lock taken from another connection; SIGTERM arrives;
     # the lock is released; the toggle still completes (200, and stored) and the process exits.
-    server = _server(pg_url)
+    server = LiveServer(_env(pg_url))
     try:
         server.wait_ready()
         headers = bearer(mint(ALICE))
