@@ -243,8 +243,9 @@ class _Verified:
     caller: Caller
     # Read after PyJWT's checks passed: nbf and iat held at this moment, so they hold later.
     verified_at: float
-    # PyJWT refuses a token once ``exp <= now - leeway``: from ``int(exp) + leeway`` on.
-    refused_from: float
+    # PyJWT refuses a token once ``exp <= now - leeway``: from ``int(exp) + leeway`` on. Kept
+    # an int (compared exactly with the float clock): exp may exceed any float.
+    refused_from: int
     # The JWKS key that checked the signature, with the kid and alg that chose it; None for
     # the shared secret (fixed for the verifier's lifetime).
     key: jwt.PyJWK | None = None
@@ -334,9 +335,10 @@ class TokenVerifier:
             return _Verified(caller, _now(), self._refused_from(claims), key, kid, alg)
         raise unauthorized("Token algorithm is not accepted")
 
-    def _refused_from(self, claims: dict[str, Any]) -> float:
-        # exp is present and a number (_decode checked); PyJWT compares int(exp).
-        return float(int(claims["exp"]) + self._leeway)
+    def _refused_from(self, claims: dict[str, Any]) -> int:
+        # exp is present and a number (_decode checked); PyJWT compares int(exp). No float():
+        # a validly signed exp of 10**400 would overflow it (a 500 where PyJWT said yes).
+        return int(claims["exp"]) + self._leeway
 
     def _decode(
         self, token: str, key: Any, alg: str, issuer: str | None, audience: str | None

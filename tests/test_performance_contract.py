@@ -148,6 +148,20 @@ def test_expired_cached_token_cannot_write_us2_2(
     assert [t["title"] for t in fresh.json()] == ["before"]  # nothing written
 
 
+def test_token_with_a_far_future_exp_is_accepted_and_cached_us2_1(
+    app_factory: Callable[..., TestClient], signature_checks: list[str]
+) -> None:
+    # PyJWT accepts any integer exp (int() of a JSON integer has no upper bound); the cache's
+    # expiry arithmetic must not turn such a validly signed token into a 500 (float overflow).
+    client = app_factory()
+    token = mint(ALICE, expires_in=None, claims={"exp": 10**400})
+    for _ in range(2):
+        response = client.get(TASKS, headers=bearer(token))
+        assert response.status_code == 200
+        assert response.json() == []
+    assert signature_checks == [token]
+
+
 def test_failed_verifications_are_never_cached_us2_2(
     app_factory: Callable[..., TestClient], signature_checks: list[str]
 ) -> None:
