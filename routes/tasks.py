@@ -423,8 +423,12 @@ async def complete_task(
         changes = {"completed": wanted}
         row = await database.run(lambda session: _update(session, caller, task_id, changes))
     else:
-        values = as_caller(caller, task_id=task_id, now=utc_now())
-        row = await database.run(lambda session: _run_one(session, TOGGLE, values))
+        # "now" read on the database thread, as _update does: not before the wait for a connection.
+        row = await database.run(
+            lambda session: _run_one(
+                session, TOGGLE, as_caller(caller, task_id=task_id, now=utc_now())
+            )
+        )
     return task_response(row)
 
 

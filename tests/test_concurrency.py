@@ -8,14 +8,17 @@ fails; ours queues database work on exactly as many threads as there are connect
 
 import contextlib
 import socket
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import httpx2
 import pytest
 from sqlalchemy import create_engine, delete, func, select
 
 from models import tasks
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, serve
 from tests.keys import ALICE, bearer, mint
 
 pytestmark = pytest.mark.slow
@@ -73,6 +76,44 @@ def test_live_server_sends_no_server_header_and_nosniff(live_server: LiveServer)
     response = httpx2.get(f"{live_server.url}/health")
     assert "server" not in response.headers
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.fixture(scope="module")
+def one_connection_server(pg_url: str) -> Iterator[LiveServer]:
+    yield from serve(pg_url, pool_size=1)
+
+
+def test_toggle_stamps_updated_at_when_it_runs_not_when_it_queued_fr011(
+    one_connection_server: LiveServer, pg_url: str
+) -> None:
+    # One database connection. A toggle of task A waits on a row lock this test holds, so a
+    # toggle of task B queues for the connection; B's updated_at is the moment B was written
+    # (after the lock is released), as for every other change, not when its request arrived.
+    server = one_connection_server
+    with httpx2.Client(base_url=server.url, headers=bearer(mint(ALICE)), timeout=30) as http:
+        first, second = (http.post("/api/tasks", json={"title": t}).json() for t in "AB")
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as conn, ThreadPoolExecutor(2) as pool:
+            conn.execute(select(tasks.c.id).where(tasks.c.id == first["id"]).with_for_update())
+
+            def toggle(task_id: int) -> httpx2.Response:
+                with httpx2.Client(base_url=server.url, headers=bearer(mint(ALICE))) as http:
+                    return http.patch(f"/api/tasks/{task_id}/complete", timeout=30)
+
+            blocked = pool.submit(toggle, first["id"])
+            time.sleep(0.5)  # A holds the only connection, waiting on the lock
+            queued = pool.submit(toggle, second["id"])
+            time.sleep(1.0)  # B has arrived and waits for the connection
+            released = datetime.now(UTC)
+            conn.rollback()
+            assert blocked.result().status_code == 200
+            answer = queued.result()
+    finally:
+        engine.dispose()
+    assert answer.status_code == 200
+    assert answer.json()["completed"] is True
+    assert datetime.fromisoformat(answer.json()["updated_at"]) >= released
 
 
 def _first_line(server: LiveServer, request: bytes) -> bytes:
