@@ -225,6 +225,42 @@ def test_cached_jwks_token_is_refused_once_its_key_is_withdrawn_us2_2(
         jwks_server.keys = published
 
 
+def test_cached_jwks_token_is_refused_once_its_kid_names_another_key_us2_2(
+    app_factory: Callable[..., TestClient],
+    jwks_server: JwksServer,
+    signing_keys: dict[str, SigningKey],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Better Auth republishes the kid with other key material: the cached verification was made
+    # with the old key, so the token is checked again against the new one, and fails.
+    client = app_factory()
+    key, origin = signing_keys["EdDSA"], jwks_server.base_url
+    token = mint(ALICE, alg="EdDSA", key=key.private, kid=key.kid, issuer=origin, audience=origin)
+    assert client.get(TASKS, headers=bearer(token)).status_code == 200
+
+    published = jwks_server.keys
+    impostor = SigningKey("EdDSA", key.kid, generate_key("EdDSA").private)
+    jwks_server.keys = [impostor]
+    try:
+        monkeypatch.setattr(auth, "time", LaterClock(2 * 3600.0))
+        deadline = time.monotonic() + 10
+        while True:
+            response = client.get(TASKS, headers=bearer(token))
+            if response.status_code != 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert response.status_code == 401
+        assert response.json() == {"detail": "Token signature is invalid"}
+        assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+        assert verifier_of(client).cached_tokens == 0
+        signed_anew = mint(
+            ALICE, alg="EdDSA", key=impostor.private, kid=key.kid, issuer=origin, audience=origin
+        )
+        assert client.get(TASKS, headers=bearer(signed_anew)).status_code == 200
+    finally:
+        jwks_server.keys = published
+
+
 # ---- responses: byte for byte what pydantic writes -----------------------------------------------
 
 TRICKY_TITLES = [
