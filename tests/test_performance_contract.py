@@ -162,6 +162,22 @@ def test_token_with_a_far_future_exp_is_accepted_and_cached_us2_1(
     assert signature_checks == [token]
 
 
+def test_cached_token_is_checked_again_when_the_clock_went_back_us2_2(
+    app_factory: Callable[..., TestClient],
+    signature_checks: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # nbf and iat held when the token was verified; before that moment (a clock stepped back)
+    # the cache knows nothing, and the full check decides again.
+    client = app_factory()
+    token = mint(ALICE)
+    assert client.get(TASKS, headers=bearer(token)).status_code == 200
+    real_now = auth._now
+    monkeypatch.setattr(auth, "_now", lambda: real_now() - 3600)
+    assert client.get(TASKS, headers=bearer(token)).status_code == 200
+    assert signature_checks == [token, token]
+
+
 def test_failed_verifications_are_never_cached_us2_2(
     app_factory: Callable[..., TestClient], signature_checks: list[str]
 ) -> None:
