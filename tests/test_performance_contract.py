@@ -154,7 +154,8 @@ def test_token_with_a_far_future_exp_is_accepted_and_cached_us2_1(
     # PyJWT accepts any integer exp (int() of a JSON integer has no upper bound); the cache's
     # expiry arithmetic must not turn such a validly signed token into a 500 (float overflow).
     client = app_factory()
-    token = mint(ALICE, expires_in=None, claims={"exp": 10**400})
+    user = f"far{uuid.uuid4().hex}"  # no other test's rows
+    token = mint(user, expires_in=None, claims={"exp": 10**400})
     for _ in range(2):
         response = client.get(TASKS, headers=bearer(token))
         assert response.status_code == 200
