@@ -27,8 +27,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 run: $(VENV)/.runtime .env
 	@echo "Task API on http://$(HOST):$(PORT)  (docs: http://$(HOST):$(PORT)/docs)"
 	@echo "Get a development token:  make token   (or: make token USER_ID=alice)"
-	$(PY) -m uvicorn main:app --host $(HOST) --port $(PORT) --no-access-log --no-server-header \
-		--http core.server:BoundedHttpToolsProtocol
+	$(PY) -m uvicorn main:app --host $(HOST) --port $(PORT) --no-access-log --no-server-header
 
 # USER_ID reaches the script through the environment, never through a shell command line.
 export USER_ID

@@ -226,7 +226,6 @@ class LiveServer:
         command = [sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(root)]
         command += ["--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--no-access-log", "--no-server-header"]
-        command += ["--http", "core.server:BoundedHttpToolsProtocol"]  # as README deploys it
         import tempfile
 
         # A file, not a pipe: it never fills up and blocks the server. Closed in stop().
