@@ -119,7 +119,11 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 
 @pytest.fixture
 def app_factory(jwks_server: JwksServer, pg_url: str) -> Iterator[Callable[..., TestClient]]:
-    """Build a started app with custom settings; both auth modes are on unless overridden."""
+    """Build a started app with custom settings; both auth modes are on unless overridden.
+
+    The test PostgreSQL's table starts empty, as with ``client``: rows a live-server test left
+    behind never show up in another test's list."""
+    _clean(pg_url)
     clients: list[TestClient] = []
 
     def build(database_url: str | None = None, **overrides: Any) -> TestClient:
