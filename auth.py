@@ -296,7 +296,9 @@ class TokenVerifier:
         known = self._verified.get(digest)
         if known is not None:
             if await self._still_valid(known):
-                self._verified.move_to_end(digest)
+                # Another request may have dropped the entry while this one awaited the JWKS.
+                if digest in self._verified:
+                    self._verified.move_to_end(digest)
                 return known.caller
             self._verified.pop(digest, None)
         verified = await self._verify(token)
