@@ -1,207 +1,513 @@
-"""Engine, the unit-of-work runner, migrations.
+"""The database: one statement, one round trip; a small pool; migrations.
 
-Concurrency model: handlers are ``async``; every database unit of work is one plain function run
-in a worker thread, holding a connection only inside that call. At most ``pool_size +
-max_overflow`` such calls run at once (a capacity limiter), so a thread never waits for a
-connection and a request never holds one across a thread hop. That is what rules out the
-classic FastAPI deadlock: sync endpoints + a ``yield`` session + a pool smaller than anyio's 40
-threads, where threads holding connections wait for threads waiting for connections.
+Handlers ``await`` the database directly on the event loop (no worker thread per request):
+PostgreSQL through psycopg 3's async connections, SQLite (the local default) through aiosqlite.
+``task_store.py`` owns every statement about tasks and hands this module compiled SQL and values.
+
+What one statement costs on PostgreSQL, and why (README, "Deploying on Neon"):
+- One network round trip at steady state. The connection is in autocommit mode, so a statement
+  is its own transaction: no BEGIN and no COMMIT of its own. The statement timeout travels in the
+  same message: ``SET LOCAL statement_timeout = N; <statement>`` is one simple-protocol Query,
+  which PostgreSQL runs as one implicit transaction; the setting ends with it. Values are bound
+  on the client by psycopg (``AsyncClientCursor``, quoted by libpq's rules), so nothing is
+  prepared on the server: Neon's pooler (PgBouncer, transaction mode) can give every statement
+  to another server connection, and no name can clash or linger there.
+- No ping before use. A pooled connection that the server, Neon's idle reaper or a restart
+  closed has already received the close: that is seen locally (the socket is readable while the
+  connection is idle) and the connection is replaced before anything is sent. A statement that
+  fails because its connection broke is retried once on a fresh connection only if it reads;
+  a write is never sent twice (the answer says whether it may have been stored).
 """
 
+import asyncio
+import select
 import sqlite3
 import time
-from collections.abc import Callable
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-import anyio
-import anyio.to_thread
+import aiosqlite
+import psycopg
 from alembic import command
 from alembic.config import Config
-from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi import Request
-from sqlalchemy import Connection, Engine, create_engine, event
+from psycopg import AsyncClientCursor, AsyncConnection, pq
+from psycopg.types.datetime import TimestamptzLoader
+from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
+from sqlalchemy.dialects.sqlite import pysqlite
+from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import StaticPool
-from sqlmodel import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from core.config import Settings, normalize_url
 from core.errors import CommitOutcomeUnknown, ServiceUnavailable
 
-T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent
-WROTE = "taskapi.wrote"  # connection info key: this transaction sent a write
-UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a relation that does not exist
 SCHEMA_NOT_MIGRATED = "Database schema is not migrated: run `make migrate`"
+UNAVAILABLE = "Database unavailable, retry shortly"
+BUSY = "Database busy, retry shortly"
+UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a relation that does not exist
+# Session time zones that already give UTC datetimes (anything else is converted per value).
+UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "GMT", "Etc/GMT", "Universal", "Zulu"})
+# SQLAlchemy's storage format for SQLite DATETIME columns: the rows and the keyset cursors
+# compare these strings, so every timestamp written here has exactly this form.
+SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
+SQLITE_NOW = "statement_time"  # the parameter SQLite statements read their "now" from
+# Connections are replaced after this long: server-side memory and load balancing stay fresh.
+RECYCLE_SECONDS = 300.0
+
+Row = tuple[Any, ...]
+C = TypeVar("C")
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=5000")
+class statement_time(FunctionElement[datetime]):
+    """The moment the statement runs: the database server's clock on PostgreSQL (one clock for
+    every replica); on SQLite, whose SQL clock has only milliseconds, this process's clock read
+    as the statement is sent (after any wait for a connection)."""
+
+    type = DateTime(timezone=True)
+    inherit_cache = True
+
+
+@compiles(statement_time)
+def _statement_time(element: statement_time, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CURRENT_TIMESTAMP"
+
+
+@compiles(statement_time, "sqlite")
+def _statement_time_sqlite(element: statement_time, compiler: SQLCompiler, **kw: Any) -> str:
+    return f":{SQLITE_NOW}"
+
+
+class SchemaMissing(ServiceUnavailable):
+    """The tasks table is not there: production started before ``make migrate`` ran."""
+
+    def __init__(self) -> None:
+        super().__init__(SCHEMA_NOT_MIGRATED)
+
+
+# ---- the pool ----------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Pooled(Generic[C]):
+    connection: C
+    opened_at: float
+    idle_since: float = field(default_factory=time.monotonic)
+
+
+class Pool(Generic[C]):
+    """At most ``size`` connections, opened on demand, most recently used first.
+
+    A checkout waits at most ``timeout`` seconds for a free connection, then answers 503 "busy".
+    Before a pooled connection is handed out, ``usable`` looks at it locally (no round trip);
+    one that is closed or older than ``max_lifetime`` is closed and replaced. Opening a
+    connection is bounded by the driver's own connect timeout.
+    """
+
+    def __init__(
+        self,
+        open_connection: Callable[[], Awaitable[C]],
+        close_connection: Callable[[C], Awaitable[None]],
+        usable: Callable[[C], bool],
+        *,
+        size: int,
+        timeout: float,
+        max_lifetime: float,
+    ) -> None:
+        self._open = open_connection
+        self._close = close_connection
+        self._usable = usable
+        self.size = size
+        self._timeout = timeout
+        self._max_lifetime = max_lifetime
+        self._idle: list[Pooled[C]] = []
+        self._slots: asyncio.Semaphore | None = None  # made inside the running loop
+
+    @asynccontextmanager
+    async def connection(self, *, fresh: bool = False) -> AsyncIterator[Pooled[C]]:
+        """A connection for one statement; ``fresh``: a newly opened one, never a pooled one.
+
+        The caller marks it ``reusable`` by setting ``pooled.idle_since`` (via ``release``);
+        anything else (an exception, a cancellation mid-statement) closes it.
+        """
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.size)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise ServiceUnavailable(BUSY) from None
+        try:
+            pooled = None if fresh else await self._take_idle()
+            if pooled is None:
+                pooled = Pooled(await self._open(), time.monotonic())
+            pooled.idle_since = -1.0
+            try:
+                yield pooled
+            finally:
+                if pooled.idle_since >= 0:
+                    self._idle.append(pooled)
+                else:
+                    await self._close(pooled.connection)
+        finally:
+            self._slots.release()
+
+    @staticmethod
+    def reuse(pooled: Pooled[C]) -> None:
+        """The statement finished cleanly: the connection goes back to the pool."""
+        pooled.idle_since = time.monotonic()
+
+    async def _take_idle(self) -> Pooled[C] | None:
+        now = time.monotonic()
+        while self._idle:
+            pooled = self._idle.pop()
+            if now - pooled.opened_at < self._max_lifetime and self._usable(pooled.connection):
+                return pooled
+            await self._close(pooled.connection)
+        return None
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for pooled in idle:
+            await self._close(pooled.connection)
+
+
+# ---- the database ------------------------------------------------------------------------------
+
+
+class Database(ABC):
+    """Runs one compiled statement per call; ``task_store`` compiles them for ``dialect``."""
+
+    dialect: Dialect
+    pool: Pool[Any]
+    url: URL  # where migrations reach the same database (make_engine)
+
+    @abstractmethod
+    async def fetch(self, sql: str, values: Mapping[str, Any], *, write: bool) -> list[Row]:
+        """The statement's rows (none for a statement that returns none).
+
+        ``write``: the statement changes data. A write is never sent twice; a read whose
+        connection broke is retried once on a fresh connection. Raises ``ServiceUnavailable``
+        (503) when the database cannot answer, ``CommitOutcomeUnknown`` when a write's answer
+        was lost, ``SchemaMissing`` when the schema is not migrated.
+        """
+
+    async def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at (None: never migrated)."""
+        try:
+            rows = await self.fetch("SELECT version_num FROM alembic_version", {}, write=False)
+        except SchemaMissing:
+            return None
+        return str(rows[0][0]) if rows else None
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+def open_database(settings: Settings) -> Database:
+    url = normalize_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return SQLiteDatabase(url, settings)
+    return PostgresDatabase(url, settings)
+
+
+async def get_database(request: Request) -> Database:
+    """The dependency (``async``: FastAPI runs a plain ``def`` one on a worker thread)."""
+    database: Database = request.app.state.database
+    return database
+
+
+# ---- PostgreSQL --------------------------------------------------------------------------------
+
+
+def libpq_defaults(url: URL, settings: Settings) -> dict[str, Any]:
+    """libpq parameters for what the URL leaves out: bounded connects, dead peers found.
+
+    Connecting gives up after ``DB_CONNECT_TIMEOUT``; a connection whose peer vanished without
+    closing it (a suspended Neon compute, a dropped NAT entry) is found dead by TCP keepalives
+    (5 s idle, 3 probes 2 s apart) instead of the kernel's two hours, and the keepalives keep
+    the NAT mapping of an idle pooled connection alive.
+    """
+    defaults = {
+        "connect_timeout": settings.db_connect_timeout,
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": settings.db_connect_timeout * 2000,  # ms of unacknowledged data
+    }
+    return {name: value for name, value in defaults.items() if name not in url.query}
+
+
+def libpq_parameters(url: URL, settings: Settings) -> dict[str, Any]:
+    """Everything libpq is given: the URL's own parameters as pasted (Neon's ``sslmode`` and
+    ``channel_binding`` included), then ``libpq_defaults``."""
+    parameters: dict[str, Any] = {
+        key: value
+        for key, value in url.translate_connect_args(username="user", database="dbname").items()
+        if value not in (None, "")
+    }
+    parameters.update(url.query)
+    parameters.update(libpq_defaults(url, settings))
+    return parameters
+
+
+def statement_timeout_prefix(seconds: float) -> str:
+    """Sent in front of every statement, in the same message: it bounds that statement only.
+
+    Whole milliseconds, at least 1: PostgreSQL reads 0 as "no limit". ``0`` seconds: no prefix.
+    """
+    if not seconds:
+        return ""
+    return f"SET LOCAL statement_timeout = {max(1, round(seconds * 1000))}; "
+
+
+class _UTCTimestamptzLoader(TimestamptzLoader):
+    """timestamptz in UTC whatever the session's TimeZone (a role or database may set one)."""
+
+    def load(self, data: Any) -> datetime:
+        return super().load(data).astimezone(UTC)
+
+
+class PostgresDatabase(Database):
+    dialect = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
+
+    def __init__(self, url: URL, settings: Settings) -> None:
+        self.url = url
+        self._parameters = libpq_parameters(url, settings)
+        self._prefix = statement_timeout_prefix(settings.db_statement_timeout)
+        self.pool = Pool(
+            self._connect,
+            self._disconnect,
+            _still_open,
+            size=settings.db_pool_size + settings.db_max_overflow,
+            timeout=settings.db_pool_timeout,
+            max_lifetime=RECYCLE_SECONDS,
+        )
+
+    async def _connect(self) -> AsyncConnection[Row]:
+        try:
+            connection = await AsyncConnection.connect(
+                autocommit=True,
+                prepare_threshold=None,  # never a named server-side statement (PgBouncer)
+                cursor_factory=AsyncClientCursor,
+                **self._parameters,
+            )
+        except psycopg.OperationalError as exc:
+            raise ServiceUnavailable(UNAVAILABLE) from exc
+        if getattr(connection.info.timezone, "key", None) not in UTC_ZONES:
+            connection.adapters.register_loader("timestamptz", _UTCTimestamptzLoader)
+        return connection
+
+    @staticmethod
+    async def _disconnect(connection: AsyncConnection[Row]) -> None:
+        await connection.close()
+
+    async def fetch(self, sql: str, values: Mapping[str, Any], *, write: bool) -> list[Row]:
+        statement = self._prefix + sql
+        for fresh in (False, True):
+            async with self.pool.connection(fresh=fresh) as pooled:
+                connection: AsyncConnection[Row] = pooled.connection
+                try:
+                    rows = await self._run(connection, statement, values)
+                except psycopg.Error as exc:
+                    if not connection.broken:
+                        # The server answered with an error; the connection itself is fine.
+                        if connection.info.transaction_status == pq.TransactionStatus.IDLE:
+                            Pool.reuse(pooled)
+                        raise _translate(exc) from exc
+                    if write:
+                        if exc.sqlstate is None:
+                            # Sent, and no answer: the server may have committed or not.
+                            raise CommitOutcomeUnknown from exc
+                        # The server's error ("terminating connection", a crash) came instead
+                        # of the answer: the statement's transaction did not commit.
+                        raise ServiceUnavailable(UNAVAILABLE) from exc
+                    if fresh:
+                        raise ServiceUnavailable(UNAVAILABLE) from exc
+                    continue  # a read: once more, on a fresh connection
+                Pool.reuse(pooled)
+                return rows
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _run(
+        self, connection: AsyncConnection[Row], statement: str, values: Mapping[str, Any]
+    ) -> list[Row]:
+        cursor = connection.cursor()
+        await cursor.execute(statement, values)
+        if self._prefix:
+            cursor.nextset()  # past the SET's empty result, to the statement's
+        return await cursor.fetchall() if cursor.description is not None else []
+
+
+def _still_open(connection: AsyncConnection[Row]) -> bool:
+    """Alive as far as this side can tell, without a round trip.
+
+    An idle connection receives nothing; if its socket is readable, the server sent its goodbye
+    ("terminating connection") and closed, or the peer reset it, or keepalives gave up. libpq
+    reads whatever is there (a TLS record is harmless; a close marks the connection bad).
+    """
+    if connection.closed or connection.broken:
+        return False
+    pgconn = connection.pgconn
+    try:
+        # A goodbye comes as a message, then the close: read until nothing is left (or it fails).
+        for _ in range(4):
+            readable, _, _ = select.select([pgconn.socket], [], [], 0)
+            if not readable:
+                break
+            pgconn.consume_input()
+        else:
+            return False  # still talking while idle: not a connection to trust
+    except (OSError, ValueError, psycopg.OperationalError):
+        return False
+    return pgconn.status == pq.ConnStatus.OK and not pgconn.is_busy()
+
+
+def _translate(exc: psycopg.Error) -> Exception:
+    """A server error on a healthy connection, as the answer it deserves."""
+    if exc.sqlstate == UNDEFINED_TABLE:
+        return SchemaMissing()
+    if isinstance(exc, psycopg.OperationalError):
+        # e.g. query_canceled (the statement timeout), too many connections: not stored.
+        return ServiceUnavailable(UNAVAILABLE)
+    return exc  # a bug (a constraint, a type error): the 500 handler logs it
+
+
+# ---- SQLite (the local default) ----------------------------------------------------------------
+
+
+def _sqlite_timestamp(value: bytes) -> datetime:
+    return datetime.fromisoformat(value.decode()).replace(tzinfo=UTC)
+
+
+# Applied to columns by their declared type (PARSE_DECLTYPES), RETURNING included.
+sqlite3.register_converter("DATETIME", _sqlite_timestamp)
+sqlite3.register_converter("BOOLEAN", lambda value: value != b"0")
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime(SQLITE_TIMESTAMP)
+    return value
+
+
+class SQLiteDatabase(Database):
+    """aiosqlite: each connection runs sqlite3 on a thread of its own."""
+
+    dialect = pysqlite.dialect(paramstyle="named")
+
+    def __init__(self, url: URL, settings: Settings) -> None:
+        self.url = url
+        self._path = url.database or ":memory:"
+        self._keeper: sqlite3.Connection | None = None
+        if self._path == ":memory:":
+            # One in-memory database for this process's connections and for the migration that
+            # creates its schema: a named, shared one, alive while the keeper connection is.
+            self._path = f"file:taskapi-{uuid.uuid4().hex}?mode=memory&cache=shared"
+            self.url = url.set(database=self._path, query={"uri": "true"})
+            self._keeper = sqlite3.connect(self._path, uri=True, check_same_thread=False)
+        self.pool = Pool(
+            self._connect,
+            self._disconnect,
+            lambda _connection: True,
+            size=settings.db_pool_size + settings.db_max_overflow,
+            timeout=settings.db_pool_timeout,
+            max_lifetime=float("inf"),
+        )
+
+    async def close(self) -> None:
+        await super().close()
+        if self._keeper is not None:
+            self._keeper.close()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        connection = await aiosqlite.connect(
+            self._path,
+            detect_types=sqlite3.PARSE_DECLTYPES,
+            isolation_level=None,
+            uri=self._keeper is not None,
+        )
+        await connection.execute("PRAGMA busy_timeout=5000")
+        await _wal(connection)
+        await connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    @staticmethod
+    async def _disconnect(connection: aiosqlite.Connection) -> None:
+        await connection.close()
+
+    async def fetch(self, sql: str, values: Mapping[str, Any], *, write: bool) -> list[Row]:
+        parameters = {key: _sqlite_value(value) for key, value in values.items()}
+        if f":{SQLITE_NOW}" in sql:
+            parameters[SQLITE_NOW] = _sqlite_value(datetime.now(UTC))
+        async with self.pool.connection() as pooled:
+            try:
+                rows: Sequence[Row] = await pooled.connection.execute_fetchall(sql, parameters)
+            except sqlite3.OperationalError as exc:
+                Pool.reuse(pooled)
+                if "no such table" in str(exc):
+                    raise SchemaMissing() from exc
+                raise ServiceUnavailable(BUSY if "locked" in str(exc) else UNAVAILABLE) from exc
+            Pool.reuse(pooled)
+            return list(rows)
+
+
+async def _wal(connection: aiosqlite.Connection) -> None:
     # Readers never block the writer. The mode is kept in the file, so only a new file is
     # switched; processes that open it at once (`--workers N`) can find each other switching,
     # which SQLite answers with "locked" at once rather than waiting: try again shortly.
     for _ in range(50):
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            break
+            await connection.execute("PRAGMA journal_mode=WAL")
+            return
         except sqlite3.OperationalError:
-            time.sleep(0.1)
-    cursor.execute("PRAGMA synchronous=NORMAL")
+            await asyncio.sleep(0.1)
+
+
+# ---- migrations (SQLAlchemy + Alembic, synchronous, run once per release) ----------------------
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
 
 
-def _transaction_begins(connection: Connection) -> None:
-    connection.info[WROTE] = False
+def make_engine(settings: Settings, url: URL | None = None) -> Engine:
+    """The SQLAlchemy engine migrations run on (and tests and tools that write rows directly).
 
-
-def _note_writes(connection: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
-    if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
-        connection.info[WROTE] = True
-
-
-def _track_writes(engine: Engine) -> Engine:
-    """Note whether a transaction wrote, so a COMMIT lost in transit is reported truthfully."""
-    event.listen(engine, "begin", _transaction_begins)
-    event.listen(engine, "before_cursor_execute", _note_writes)
-    return engine
-
-
-def make_engine(settings: Settings) -> Engine:
-    url = normalize_url(settings.database_url)
+    The same URL handling and libpq parameters as the service; no statement timeout (a
+    migration may rightly run long). ``url``: a running ``Database``'s own (an in-memory SQLite
+    database is reachable only through it).
+    """
+    url = url or normalize_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
-        pooling: dict[str, Any] = (
-            # One in-memory database shared by every thread: one connection, one user at a time.
-            {"poolclass": StaticPool}
-            if url.database in (None, "", ":memory:")
-            else {
-                "pool_size": settings.db_pool_size,
-                "max_overflow": settings.db_max_overflow,
-                "pool_timeout": settings.db_pool_timeout,
-            }
-        )
+        memory = url.database in (None, "", ":memory:")
         engine = create_engine(
-            url, connect_args={"check_same_thread": False}, hide_parameters=True, **pooling
+            url,
+            hide_parameters=True,
+            **({"poolclass": StaticPool} if memory else {}),
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        return _track_writes(engine)
-    # libpq parameters, unless the URL sets them: connecting gives up after a few seconds, and a
-    # connection whose peer vanished without closing it (a suspended Neon compute, a dropped
-    # NAT entry) is found dead within seconds instead of the kernel's two hours.
-    connect_args: dict[str, Any] = {
-        name: value
-        for name, value in {
-            "connect_timeout": settings.db_connect_timeout,
-            "keepalives": 1,
-            "keepalives_idle": 5,
-            "keepalives_interval": 2,
-            "keepalives_count": 3,
-            "tcp_user_timeout": settings.db_connect_timeout * 2000,  # ms of unacknowledged data
-        }.items()
-        if name not in url.query
-    }
-    engine = create_engine(
+        return engine
+    return create_engine(
         url,
-        connect_args=connect_args,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
-        # Each checkout is checked with a ping; a connection the server (or Neon's idle reaper)
-        # closed is replaced, and a failed ping discards every older pooled connection too, so
-        # the first request after an outage already gets a fresh one.
+        connect_args=libpq_defaults(url, settings),
         pool_pre_ping=True,
-        pool_recycle=300,
-        hide_parameters=True,  # user data stays out of exception messages and logs
-    )
-    if settings.db_statement_timeout:
-        # Per transaction, not per session: Neon's -pooler (PgBouncer, transaction mode) hands
-        # the server connection to someone else after COMMIT, so session settings would leak
-        # or vanish; SET LOCAL ends with the transaction on either.
-        # Whole milliseconds, at least 1: PostgreSQL reads 0 as "no limit".
-        milliseconds = max(1, round(settings.db_statement_timeout * 1000))
-        timeout = f"SET LOCAL statement_timeout = {milliseconds}"
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(timeout))
-    return _track_writes(engine)
-
-
-class Database:
-    def __init__(self, engine: Engine, settings: Settings) -> None:
-        self.engine = engine
-        shared = isinstance(engine.pool, StaticPool)
-        self.capacity = 1 if shared else settings.db_pool_size + settings.db_max_overflow
-        self.wait_timeout = settings.db_pool_timeout
-        self._slots: anyio.Semaphore | None = None
-        self._threads: anyio.CapacityLimiter | None = None
-
-    async def run(self, work: Callable[[Session], T]) -> T:
-        """Run ``work`` in one transaction on a worker thread; commit on return, roll back on error.
-
-        Waiting for a free connection is bounded (503 after ``db_pool_timeout``); once the work
-        has started it is never abandoned, so a write is either committed or rolled back, and the
-        answer says which. The one exception is a connection lost while COMMIT is in flight:
-        nobody can know the outcome, and ``CommitOutcomeUnknown`` says exactly that.
-        """
-        if self._slots is None or self._threads is None:  # created inside the running loop
-            self._slots = anyio.Semaphore(self.capacity)
-            self._threads = anyio.CapacityLimiter(self.capacity)
-        with anyio.move_on_after(self.wait_timeout) as waiting:
-            await self._slots.acquire()
-        if waiting.cancelled_caught:
-            raise ServiceUnavailable("Database busy, retry shortly")
-        try:
-            # Own thread limiter, sized like the pool: database work neither takes nor waits for
-            # anyio's default 40 tokens.
-            return await anyio.to_thread.run_sync(self._transaction, work, limiter=self._threads)
-        except sa_exc.DBAPIError as exc:
-            if _schema_missing(exc):
-                raise ServiceUnavailable(SCHEMA_NOT_MIGRATED) from exc
-            raise
-        finally:
-            self._slots.release()
-
-    def _transaction(self, work: Callable[[Session], T]) -> T:
-        with Session(self.engine) as session:
-            session.begin()
-            try:
-                result = work(session)
-                session.flush()  # pending ORM changes go out now, so `wrote` sees them
-            except BaseException:
-                session.rollback()
-                raise
-            wrote = session.connection().info.get(WROTE, False)
-            try:
-                session.commit()
-            except sa_exc.DBAPIError as exc:
-                if wrote and _answer_lost(exc):
-                    # COMMIT was sent and the connection broke before its answer: the server
-                    # may have committed or not, and nothing here can tell which.
-                    raise CommitOutcomeUnknown from exc
-                raise
-            return result
-
-    async def schema_revision(self) -> str | None:
-        """The Alembic revision the database is at (None: never migrated)."""
-        return await self.run(
-            lambda session: MigrationContext.configure(session.connection()).get_current_revision()
-        )
-
-
-def _answer_lost(exc: sa_exc.DBAPIError) -> bool:
-    """The connection ended with no answer from the server (a drop, not an error it sent).
-
-    An error the server sends in reply to COMMIT (a SQLSTATE: a constraint, a serialization
-    failure, or "terminating connection" at shutdown) means it did not commit: a backend sends
-    nothing after COMMIT's own answer, so an error in its place is the answer.
-    """
-    return exc.connection_invalidated and getattr(exc.orig, "pgcode", None) is None
-
-
-def _schema_missing(exc: sa_exc.DBAPIError) -> bool:
-    """The tasks table is not there: production started before `make migrate` ran."""
-    code = getattr(exc.orig, "pgcode", None)
-    return code == UNDEFINED_TABLE or (
-        isinstance(exc, sa_exc.OperationalError) and "no such table" in str(exc.orig)
+        hide_parameters=True,
     )
 
 
@@ -222,14 +528,32 @@ def revisions_behind_head() -> frozenset[str | None]:
     return frozenset({None} | {s.revision for s in scripts.walk_revisions() if s.revision != head})
 
 
+class DatabaseUnreachable(RuntimeError):
+    """A development start-up could not reach its database; the message says where and what to
+    set, in one line (no password, no traceback)."""
+
+
+def migrate_for_development(settings: Settings, database: Database) -> None:
+    """Development start-up: bring the database to the newest schema, or say in one line why
+    it cannot be reached."""
+    engine = make_engine(settings, database.url)
+    try:
+        migrate(engine)
+    except sa_exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        url = database.url
+        where = url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+        raise DatabaseUnreachable(
+            f"cannot reach the database at {where} ({reason}). Start it, or set DATABASE_URL "
+            "to one that answers (unset, the service uses a local SQLite file, ./tasks.db)"
+        ) from None
+    finally:
+        engine.dispose()
+
+
 def migrate(engine: Engine) -> None:
     """Bring the database to the newest schema (idempotent; safe from several processes)."""
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
-
-
-def get_database(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database

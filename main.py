@@ -7,21 +7,23 @@ from functools import lru_cache
 from typing import Any
 
 import httpx2 as httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
-from auth import JwksCache, TokenVerifier
+from auth import JwksCache, TokenVerifier, path_user_is_caller
 from core.config import ConfigurationError, Settings, get_settings
-from core.errors import drop_422_from_openapi, install_error_handlers
+from core.errors import drop_422_from_openapi, error_responses, install_error_handlers
 from core.logs import configure_logging
 from core.middleware import (
     BodySizeLimitMiddleware,
+    HeadMiddleware,
     JsonCORSMiddleware,
     RequestContextMiddleware,
     TrailingSlashMiddleware,
     UnhandledErrorMiddleware,
 )
-from db import Database, make_engine, migrate
+from db import DatabaseUnreachable, migrate_for_development, open_database
 from routes import health, tasks
 
 log = logging.getLogger("taskapi")
@@ -33,19 +35,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for warning in settings.check_startup():  # raises ConfigurationError in production
         log.warning("insecure configuration (development only): %s", warning)
 
-    engine = make_engine(settings)
+    database = open_database(settings)
+    if settings.environment == "development":
+        # Production migrates once, before rollout: `make migrate`. Raises DatabaseUnreachable
+        # with one line to show the developer.
+        migrate_for_development(settings, database)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.environment == "development":
-            migrate(engine)  # production migrates once, before rollout: `make migrate`
         async with httpx.AsyncClient(timeout=5.0, follow_redirects=False) as client:
             jwks = JwksCache(settings.jwks_url, client) if settings.jwks_url else None
             app.state.verifier = TokenVerifier(settings, jwks)
             yield
             if jwks is not None:
                 await jwks.aclose()
-        engine.dispose()
+        await database.close()
 
     app = FastAPI(
         title="Task API",
@@ -55,13 +59,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,  # TrailingSlashMiddleware serves /api/tasks/ as /api/tasks
     )
     app.state.settings = settings
-    app.state.database = Database(engine, settings)
+    app.state.database = database
 
     install_error_handlers(app)
     drop_422_from_openapi(app)
     # Added innermost first. Outermost: request id and access log, then CORS (so every answer,
-    # 413 and 500 included, carries CORS headers), then the 500 catch-all, the body limit, and
-    # innermost the trailing-slash normalisation that routing sees.
+    # 413 and 500 included, carries CORS headers), then the 500 catch-all, the body limit, the
+    # trailing-slash normalisation and innermost HEAD served as GET, which routing sees.
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(UnhandledErrorMiddleware)
@@ -82,9 +87,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health.router)
-    app.include_router(tasks.router)
-    app.include_router(tasks.user_path_router)
+    app.include_router(tasks.router, prefix="/api/tasks", generate_unique_id_function=_route_name)
+    # Compatibility alias for hackathon-style frontends: the same handlers; the path may only
+    # repeat the token's subject (else 403), and identity still comes from the token alone.
+    app.include_router(
+        tasks.router,
+        prefix="/api/{user_id}/tasks",
+        tags=["tasks (user path alias)"],
+        dependencies=[Depends(path_user_is_caller)],
+        responses=error_responses(403),
+        generate_unique_id_function=_alias_route_name,
+    )
     return app
+
+
+def _route_name(route: APIRoute) -> str:
+    return route.name  # operation ids: list_tasks, create_task, ...
+
+
+def _alias_route_name(route: APIRoute) -> str:
+    return f"{route.name}_user_path"
 
 
 def _describe(error: ValidationError) -> str:
@@ -104,6 +126,8 @@ def _default_app() -> FastAPI:
     except ConfigurationError as exc:
         # One readable line for the operator instead of a traceback through uvicorn.
         raise SystemExit(f"Task API configuration error: {exc}") from None
+    except DatabaseUnreachable as exc:
+        raise SystemExit(f"Task API: {exc}") from None
     except ValidationError as exc:
         raise SystemExit(f"Task API configuration error: {_describe(exc)}") from None
 

@@ -3,18 +3,7 @@
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
-    false,
-)
+from sqlalchemy import BigInteger, DateTime, Index, Integer, Table, Text, false
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -80,6 +69,8 @@ def _db_now_sqlite(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
 
 
 class Task(SQLModel, table=True):
+    """A user's task. Statements about tasks live in ``task_store.py``; this is only the table."""
+
     __tablename__ = "tasks"
     # The list query is "this user's tasks, newest (or most recently updated) first": these
     # indexes answer it, and its keyset pages, without sorting. They also serve FR-005's
@@ -90,28 +81,25 @@ class Task(SQLModel, table=True):
         {"sqlite_autoincrement": True},
     )
 
-    id: int | None = Field(
-        default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True)
-    )
-    user_id: str = Field(sa_column=Column(String(USER_ID_MAX), nullable=False))
-    title: str = Field(sa_column=Column(String(TITLE_MAX), nullable=False))
-    description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    user_id: str = Field(max_length=USER_ID_MAX)
+    title: str = Field(max_length=TITLE_MAX)
+    description: str | None = Field(default=None, sa_type=Text)
     # Server defaults too, for rows written by other tools (FR-005, FR-010).
-    completed: bool = Field(
-        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
-    )
+    completed: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     created_at: datetime = Field(
         default_factory=utc_now,
-        sa_column=Column(UTCDateTime, nullable=False, server_default=db_now()),
+        sa_type=UTCDateTime,
+        sa_column_kwargs={"server_default": db_now()},
     )
     updated_at: datetime = Field(
         default_factory=utc_now,
-        sa_column=Column(UTCDateTime, nullable=False, server_default=db_now()),
+        sa_type=UTCDateTime,
+        sa_column_kwargs={"server_default": db_now()},
     )
 
     __table__: ClassVar[Table]
 
 
-# Core statements (select only the returned columns, UPDATE ... RETURNING) read better against
-# the Table than through ORM attributes.
+# Test fixtures and tools that write rows directly use the Table.
 tasks = Task.__table__

@@ -293,3 +293,22 @@ class TaskListQuery(BaseModel):
         if self.order is not None:
             return self.order == "desc"
         return _NATURAL_DESCENDING[self.sort_key]
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """OpenAPI parameter objects for a model read from the query string, as FastAPI would
+    write them for ``Annotated[model, Query()]``."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, field in schema["properties"].items():
+        parameter: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": field,
+        }
+        if "description" in field:
+            parameter["description"] = field["description"]
+        parameters.append(parameter)
+    return parameters

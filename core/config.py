@@ -34,8 +34,9 @@ def normalize_url(raw: str) -> URL:
     if raw.startswith("postgres://"):
         raw = "postgresql://" + raw.removeprefix("postgres://")
     url = make_url(raw)
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg2")
+    if url.get_backend_name() == "postgresql":
+        # psycopg 3, whatever driver the URL names (postgresql+psycopg2:// from older docs).
+        url = url.set(drivername="postgresql+psycopg")
     return url
 
 

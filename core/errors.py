@@ -12,7 +12,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -31,7 +30,8 @@ class ServiceUnavailable(HTTPException):
 
 
 class CommitOutcomeUnknown(ServiceUnavailable):
-    """The connection broke while COMMIT was in flight: the write may or may not be stored.
+    """The connection broke after a write was sent and before its answer came: the write may or
+    may not be stored (the statement is its own transaction, so its COMMIT was in flight too).
 
     The only 503 after which a write can exist; every other 503 means nothing was written.
     """
@@ -115,28 +115,33 @@ _UNREADABLE_BODY = validation_body(
 )
 
 
-_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method some route serves at this path (Starlette names only the first route's)."""
+    """Every method some route serves at this path (Starlette names only the first route's);
+    HEAD wherever GET is (core.middleware.HeadMiddleware)."""
     routes = request.app.router.routes
-    return ", ".join(
+    allowed = {
         method
         for method in _METHODS
         if any(
             route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
         )
-    )
+    }
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return ", ".join(sorted(allowed))
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 400 and exc.detail == _FASTAPI_PARSE_ERROR:
         return JSONResponse(_UNREADABLE_BODY, status_code=400)
-    if isinstance(exc, ServiceUnavailable) and isinstance(exc.__cause__, sa_exc.DBAPIError):
-        # A 503 that names its database cause (a COMMIT whose outcome is unknown, a schema not
-        # migrated): the cause goes to the log, like any other database failure.
+    if isinstance(exc, ServiceUnavailable) and exc.__cause__ is not None:
+        # A 503 caused by a failure (the database refused, dropped the connection, lost a
+        # write's answer): the driver's message can hold host names and SQL, so the cause goes
+        # to the log, never to the client.
         log.warning("%s: %s", exc.detail, type(exc.__cause__).__name__, exc_info=exc.__cause__)
     headers = exc.headers
     if exc.status_code == 405:
@@ -144,24 +149,9 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, str(exc.detail), headers)
 
 
-async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # The driver's message can hold host names and SQL: it goes to the log, not to the client.
-    log.warning("database unavailable: %s", type(exc).__name__, exc_info=exc)
-    return error_response(
-        503, "Database unavailable, retry shortly", {"Retry-After": RETRY_AFTER_SECONDS}
-    )
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(HTTPException, _on_http_error)
-    # Connection refused or dropped, pool exhausted: the database, not the request, is at fault.
-    for exc_type in (
-        sa_exc.OperationalError,
-        sa_exc.InterfaceError,
-        sa_exc.TimeoutError,
-    ):
-        app.add_exception_handler(exc_type, _on_database_unavailable)
 
 
 def drop_422_from_openapi(app: FastAPI) -> None:

@@ -54,17 +54,27 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            route = scope.get("route")
             log.info(
                 "request",
                 extra={
                     "request_id": request_id,
                     "method": scope["method"],
-                    "path": getattr(route, "path", None) or "<unmatched>",
+                    "path": route_template(scope),
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template with its router's prefix (``/api/{user_id}/tasks/
+    {task_id}``), never the concrete path. FastAPI keeps an included router's routes unprefixed
+    and records the effective one (prefix included) in its own scope entry, which its
+    OpenTelemetry support reads as ``http.route``; tests/test_operations.py checks both mounts.
+    """
+    effective = scope.get("fastapi", {}).get("effective_route_context")
+    template = getattr(effective, "path_format", None) or getattr(scope.get("route"), "path", None)
+    return template or "<unmatched>"
 
 
 class UnhandledErrorMiddleware:
@@ -167,3 +177,23 @@ class JsonCORSMiddleware(CORSMiddleware):
             headers.pop("content-type", None)
             return error_response(response.status_code, detail, headers)
         return response
+
+
+class HeadMiddleware:
+    """HEAD is GET without the body (RFC 9110 §9.3.2): the same status and headers,
+    ``Content-Length`` included. Served for every GET route, undocumented."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)

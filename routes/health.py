@@ -28,13 +28,9 @@ async def liveness() -> Health:
     summary="Readiness: the database answers and its schema is migrated",
 )
 async def readiness(database: Annotated[Database, Depends(get_database)]) -> Health:
-    # A database failure raises, and the error handlers turn it into a 503 with Retry-After.
+    # A database failure raises a 503 with Retry-After. (HEAD works too: load balancers and
+    # uptime monitors often probe with it; core.middleware.HeadMiddleware.)
     if await database.schema_revision() in NOT_SERVABLE:
         # Production migrates before rollout (`make migrate`); until then, take no traffic.
         raise ServiceUnavailable(SCHEMA_NOT_MIGRATED)
     return Health(status="ready")
-
-
-# HEAD too (undocumented twins): load balancers and uptime monitors often probe with it.
-router.add_api_route("", liveness, methods=["HEAD"], include_in_schema=False)
-router.add_api_route("/ready", readiness, methods=["HEAD"], include_in_schema=False)

@@ -1,6 +1,7 @@
 """Configuration: the SPEC.md variables, production refusals, URL handling, dev helpers."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -137,6 +138,45 @@ def test_database_url_that_cannot_work_is_refused_at_start_up_in_one_line(
     assert url not in line  # a URL can hold a password: it is never repeated back
 
 
+def test_development_start_with_an_unreachable_database_says_so_in_one_line(
+    tmp_path: Path,
+) -> None:
+    # `make run` against a DATABASE_URL that does not answer (PostgreSQL not started, a typo in
+    # the port): which URL, why, and what to set, in one line, without the password and without
+    # a traceback through uvicorn.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens here once the socket is closed
+    url = f"postgresql://dev:hunter2hunter2@127.0.0.1:{port}/tasks"
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "development",
+        "DATABASE_URL": url,
+        "BETTER_AUTH_SECRET": SECRET,
+        "DB_CONNECT_TIMEOUT": "2",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(ROOT), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,  # no developer .env here
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        f"Task API: cannot reach the database at postgresql://dev:***@127.0.0.1:{port}/tasks ("
+    )
+    assert "Connection refused" in line
+    assert line.endswith(
+        "Start it, or set DATABASE_URL to one that answers "
+        "(unset, the service uses a local SQLite file, ./tasks.db)"
+    )
+    assert "hunter2" not in result.stderr
+
+
 def test_production_is_the_default_environment() -> None:
     assert settings().environment == "production"
 
@@ -209,9 +249,9 @@ def test_cors_origins_are_comma_separated_from_the_environment(
 @pytest.mark.parametrize(
     ("raw", "driver"),
     [
-        ("postgres://u:p@ep-x-pooler.neon.tech/db?sslmode=require", "postgresql+psycopg2"),
-        ("postgresql://u:p@host/db", "postgresql+psycopg2"),
-        ("postgresql+psycopg2://u:p@host/db", "postgresql+psycopg2"),
+        ("postgres://u:p@ep-x-pooler.neon.tech/db?sslmode=require", "postgresql+psycopg"),
+        ("postgresql://u:p@host/db", "postgresql+psycopg"),
+        ("postgresql+psycopg2://u:p@host/db", "postgresql+psycopg"),
         ("sqlite:///./tasks.db", "sqlite"),
     ],
 )

@@ -11,13 +11,15 @@ What they prove (README, "When the database goes away"):
   or a hang; ``/health`` stays 200 and ``/health/ready`` turns 503;
 - once PostgreSQL accepts connections again, every request succeeds, with no restart;
 - every write acknowledged with a 2xx is in the database, exactly once;
-- connections killed while the service is idle are replaced on the next request;
-- a connection lost before COMMIT is a plain 503 and stores nothing; lost during COMMIT, the
-  503 says the outcome is unknown;
+- connections killed while the service is idle are replaced on the next request, before
+  anything is sent on them (a write goes out once, on a fresh connection);
+- a write the server refused (its error came instead of the answer) is a plain 503 and stores
+  nothing; a write whose answer was lost says the outcome is unknown (both sides of it shown
+  through a proxy that reads the protocol: tests/pgproxy.py);
+- a read that loses its connection is sent again once, on a fresh connection;
 - connecting, and every statement, is bounded in time (connect and statement timeouts).
 """
 
-import contextlib
 import importlib
 import logging
 import os
@@ -30,20 +32,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx2
+import psycopg
 import pytest
-from sqlalchemy import create_engine, event, select, text
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, select, text
 
-import db
+import task_store
 from core.config import normalize_url
-from core.errors import CommitOutcomeUnknown
-from db import make_engine, migrate
-from models import Task, tasks
-from tests.conftest import LiveServer, make_settings, running
+from db import PostgresDatabase, migrate
+from models import tasks
+from tests.conftest import LiveServer, running
 from tests.keys import ALICE, SECRET, bearer, mint
+from tests.pgproxy import PgProxy
 
 pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
@@ -277,83 +277,160 @@ def test_connections_killed_while_idle_are_replaced_on_the_next_request_fr008(
     assert sorted(own_postgres.titles()) == ["after", "before"]
 
 
-def _kill_own_backend(connection: Any, admin_url: str) -> None:
-    """Terminate this connection's server process from another one: the link dies right here."""
-    pid = connection.connection.dbapi_connection.info.backend_pid
-    admin = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    admin.dispose()
+def _backends_of(url: str, *, waiting_on_a_lock: bool = False) -> list[int]:
+    """The server processes of the app's connections (every connection but the admin's)."""
+    engine = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+                "AND (NOT :waiting OR wait_event_type = 'Lock')"
+            ),
+            {"waiting": waiting_on_a_lock},
+        ).all()
+    engine.dispose()
+    return [row.pid for row in rows]
 
 
-def _break_once(app_client: Any, event_name: str, pg_url: str) -> None:
-    engine = app_client.app.state.database.engine
-    fired = threading.Event()
-
-    def breaker(connection: Any, *args: Any) -> None:
-        statement = args[1] if len(args) > 1 else ""
-        if fired.is_set() or (event_name == "before_cursor_execute" and "INSERT" not in statement):
-            return
-        fired.set()
-        _kill_own_backend(connection, pg_url)
-
-    event.listen(engine, event_name, breaker)
+def _terminate(url: str, pids: list[int]) -> None:
+    engine = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        for pid in pids:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    engine.dispose()
 
 
-def test_connection_lost_before_commit_is_503_and_nothing_is_stored_fr008(
+def test_a_write_whose_pooled_connection_died_idle_is_sent_once_on_a_fresh_one_fr008(
     app_factory: Any, pg_url: str, alice: dict[str, str]
 ) -> None:
+    # Neon's idle reaper, a restart, pg_terminate_backend: the server closes a pooled connection
+    # while nobody uses it. Its goodbye is already in the socket when the next write comes, so
+    # the write is sent on a fresh connection instead, with no ping first: 201, stored once.
+    client = app_factory(db_pool_size=1)
+    _clean_tasks(pg_url)
+    assert client.get("/api/tasks", headers=alice).status_code == 200  # one pooled connection
+    killed = _backends_of(pg_url)  # every idle connection to this database, this app's included
+    _terminate(pg_url, killed)
+    time.sleep(0.2)  # the server's FATAL and close reach the idle sockets
+    response = client.post("/api/tasks", json={"title": "once"}, headers=alice)
+    assert response.status_code == 201
+    assert _stored_titles(pg_url) == ["once"]
+    assert not set(_backends_of(pg_url)) & set(killed)
+
+
+def test_a_write_whose_connection_the_server_ends_mid_statement_is_503_not_stored_fr008(
+    app_factory: Any, pg_url: str, alice: dict[str, str]
+) -> None:
+    # The server ends the connection while the write runs (a fast shutdown, an administrator):
+    # it says so (FATAL 57P01) instead of answering, and rolls the statement back. A plain 503,
+    # "not stored", which is the truth: the task is unchanged and a retry is safe.
     client = app_factory()
     _clean_tasks(pg_url)
-    _break_once(client, "before_cursor_execute", pg_url)  # the INSERT never reaches the server
-    response = client.post("/api/tasks", json={"title": "lost"}, headers=alice)
+    task = client.post("/api/tasks", json={"title": "held"}, headers=alice).json()
+    engine = create_engine(pg_url)
+    with engine.connect() as blocker:
+        blocker.execute(text("SELECT 1 FROM tasks WHERE id = :id FOR UPDATE"), {"id": task["id"]})
+        toggling = threading.Thread(
+            target=lambda: answers.append(
+                client.patch(f"/api/tasks/{task['id']}/complete", headers=alice)
+            )
+        )
+        answers: list[Any] = []
+        toggling.start()
+        deadline = time.monotonic() + 10
+        while not (waiting := _backends_of(pg_url, waiting_on_a_lock=True)):
+            assert time.monotonic() < deadline, "the toggle never waited on the lock"
+            time.sleep(0.05)
+        _terminate(pg_url, waiting)
+        toggling.join(10)
+        blocker.rollback()
+    engine.dispose()
+    (response,) = answers
     assert response.status_code == 503
     assert response.json() == {"detail": NOT_STORED}
     assert response.headers["retry-after"] == "2"
-    assert _stored_titles(pg_url) == []
-    # The broken connection was discarded; the retry succeeds on a fresh one.
-    assert client.post("/api/tasks", json={"title": "lost"}, headers=alice).status_code == 201
-    assert _stored_titles(pg_url) == ["lost"]
+    assert client.get(f"/api/tasks/{task['id']}", headers=alice).json()["completed"] is False
+    assert client.patch(f"/api/tasks/{task['id']}/complete", headers=alice).status_code == 200
 
 
-def test_connection_lost_during_commit_says_the_outcome_is_unknown_fr008(
+def test_a_write_whose_answer_never_comes_says_the_outcome_is_unknown_fr008(
     app_factory: Any, pg_url: str, alice: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    # The one case no service can decide alone: COMMIT sent, answer lost. The 503 says so, and
-    # differs from every other 503 (which all mean "not stored, retry freely").
-    client = app_factory()
-    _clean_tasks(pg_url)
-    _break_once(client, "commit", pg_url)
-    errors_log = logging.getLogger("taskapi.errors")  # the app's loggers do not propagate
-    errors_log.addHandler(caplog.handler)
+    # The one case no service can decide alone: the write was sent and its answer was lost.
+    # The 503 says so, and differs from every other 503 (which all mean "not stored, retry
+    # freely"). Here the statement never reached the server: reading back shows nothing.
+    proxy = PgProxy(pg_url)
     try:
-        response = client.post("/api/tasks", json={"title": "maybe"}, headers=alice)
+        client = app_factory(proxy.url)
+        _clean_tasks(pg_url)
+        proxy.arm("INSERT INTO tasks", "swallow")
+        errors_log = logging.getLogger("taskapi.errors")  # the app's loggers do not propagate
+        errors_log.addHandler(caplog.handler)
+        try:
+            response = client.post("/api/tasks", json={"title": "maybe"}, headers=alice)
+        finally:
+            errors_log.removeHandler(caplog.handler)
+        assert proxy.fired.is_set()
+        assert response.status_code == 503
+        assert response.json() == {"detail": MAYBE_STORED}
+        assert response.headers["retry-after"] == "2"
+        # Operators see it too: the one 503 that may have left a write behind, with its cause.
+        (record,) = [r for r in caplog.records if r.name == "taskapi.errors"]
+        assert record.getMessage() == f"{MAYBE_STORED}: OperationalError"
+        assert record.exc_info is not None
+        assert record.exc_info[0] is psycopg.OperationalError
+        listed = client.get("/api/tasks", headers=alice)
+        assert listed.status_code == 200
+        assert listed.json() == []
+        assert _stored_titles(pg_url) == []
     finally:
-        errors_log.removeHandler(caplog.handler)
-    assert response.status_code == 503
-    assert response.json() == {"detail": MAYBE_STORED}
-    assert response.headers["retry-after"] == "2"
-    # Operators see it too: the one 503 that may have left a write behind, with its cause.
-    (record,) = [r for r in caplog.records if r.name == "taskapi.errors"]
-    assert record.getMessage() == f"{MAYBE_STORED}: OperationalError"
-    assert record.exc_info is not None
-    assert record.exc_info[0] is sa_exc.OperationalError
-    # Here the server was killed before COMMIT arrived, so it is not stored; reading says so.
-    listed = client.get("/api/tasks", headers=alice)
-    assert listed.status_code == 200
-    assert listed.json() == []
-    assert _stored_titles(pg_url) == []
+        proxy.close()
 
 
-def test_a_read_that_loses_its_connection_is_a_plain_503_then_recovers_fr008(
+def test_a_write_refused_by_a_terminating_server_is_a_plain_503_fr008(
     app_factory: Any, pg_url: str, alice: dict[str, str]
 ) -> None:
-    client = app_factory()
-    _break_once(client, "commit", pg_url)  # a read-only transaction: nothing can be half-done
-    response = client.get("/api/tasks", headers=alice)
-    assert response.status_code == 503
-    assert response.json() == {"detail": NOT_STORED}
-    assert client.get("/api/tasks", headers=alice).status_code == 200
+    # An error the server sends instead of the answer (here its FATAL at shutdown) means the
+    # statement did not commit: a plain 503, never "may or may not".
+    proxy = PgProxy(pg_url)
+    try:
+        client = app_factory(proxy.url)
+        _clean_tasks(pg_url)
+        proxy.arm("INSERT INTO tasks", "fatal")
+        response = client.post("/api/tasks", json={"title": "refused"}, headers=alice)
+        assert proxy.fired.is_set()
+        assert response.status_code == 503
+        assert response.json() == {"detail": NOT_STORED}
+        assert _stored_titles(pg_url) == []
+    finally:
+        proxy.close()
+
+
+def test_a_read_that_loses_its_connection_is_retried_once_on_a_fresh_one_fr008(
+    app_factory: Any, pg_url: str, alice: dict[str, str]
+) -> None:
+    # A read changes nothing, so it may be sent again: once, on a newly opened connection.
+    proxy = PgProxy(pg_url)
+    try:
+        client = app_factory(proxy.url)
+        assert client.get("/api/tasks", headers=alice).status_code == 200
+        opened = proxy.connections
+        proxy.arm("FROM tasks", "swallow")
+        response = client.get("/api/tasks", headers=alice)
+        assert proxy.fired.is_set()
+        assert response.status_code == 200
+        assert response.json() == []
+        assert proxy.connections == opened + 1  # the retry's fresh connection
+        # Twice in a row: no third try, a plain 503 (nothing was written), then recovery.
+        proxy.arm("FROM tasks", "swallow", times=2)
+        response = client.get("/api/tasks", headers=alice)
+        assert response.status_code == 503
+        assert response.json() == {"detail": NOT_STORED}
+        assert response.headers["retry-after"] == "2"
+        assert client.get("/api/tasks", headers=alice).status_code == 200
+    finally:
+        proxy.close()
 
 
 def _clean_tasks(url: str) -> None:
@@ -418,116 +495,17 @@ def test_a_statement_stuck_behind_a_lock_is_a_503_after_the_statement_timeout_fr
     assert toggled.json()["completed"] is True
 
 
-class CommitAnswerDropper:
-    """A TCP proxy in front of PostgreSQL that, once armed, lets one COMMIT through to the
-    server and then cuts the connection instead of passing the server's answer back: the
-    write is committed, and the service never hears so. A real network fault, placed exactly.
-    """
-
-    def __init__(self, upstream_url: str) -> None:
-        url = make_url(upstream_url)
-        socket_dir = url.query.get("host")
-        if isinstance(socket_dir, str) and socket_dir.startswith("/"):
-            self.upstream: tuple[int, Any] = (
-                socket.AF_UNIX,
-                f"{socket_dir}/.s.PGSQL.{url.port or 5432}",
-            )
-        else:
-            self.upstream = (socket.AF_INET, (url.host or "127.0.0.1", url.port or 5432))
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        port = self.listener.getsockname()[1]
-        self.url = (
-            url.difference_update_query(["host"])
-            # Plain protocol, readable here; no TLS or GSSAPI negotiation before the startup.
-            .update_query_dict({"sslmode": "disable", "gssencmode": "disable"})
-            .set(host="127.0.0.1", port=port)
-            .render_as_string(hide_password=False)
-        )
-        self.armed = threading.Event()
-        self.fired = threading.Event()
-        self.closing = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closing:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            family, address = self.upstream
-            server = socket.socket(family)
-            server.connect(address)
-            cut = threading.Event()
-            up = threading.Thread(target=self._client_to_server, args=(client, server, cut))
-            down = threading.Thread(target=self._server_to_client, args=(server, client, cut))
-            for pipe in (up, down):
-                pipe.daemon = True  # never keeps the test process alive
-                pipe.start()
-
-    def _client_to_server(self, client: socket.socket, server: socket.socket, cut: Any) -> None:
-        buffer = b""
-        started = False  # the startup packet has no type byte
-        try:
-            while data := client.recv(65536):
-                buffer += data
-                while True:
-                    if not started:
-                        if len(buffer) < 4:
-                            break
-                        size = int.from_bytes(buffer[:4], "big")
-                        message, kind = buffer[:size], b""
-                        started = len(buffer) >= size
-                    else:
-                        if len(buffer) < 5:
-                            break
-                        size = 1 + int.from_bytes(buffer[1:5], "big")
-                        message, kind = buffer[:size], buffer[:1]
-                    if len(buffer) < size:
-                        break
-                    buffer = buffer[size:]
-                    if kind == b"Q" and message[5:11] == b"COMMIT" and self.armed.is_set():
-                        self.armed.clear()
-                        cut.set()  # from now on nothing goes back to the client
-                    server.sendall(message)
-        except OSError:
-            pass
-        finally:
-            server.close()
-
-    def _server_to_client(self, server: socket.socket, client: socket.socket, cut: Any) -> None:
-        try:
-            while data := server.recv(65536):
-                if cut.is_set():
-                    self.fired.set()  # the server answered COMMIT: it is committed
-                    break
-                client.sendall(data)
-        except OSError:
-            pass
-        finally:
-            # The client may have hung up already (its engine disposed): ENOTCONN is fine here.
-            with contextlib.suppress(OSError):
-                client.shutdown(socket.SHUT_RDWR)
-            client.close()
-            server.close()
-
-    def close(self) -> None:
-        self.closing = True
-        self.listener.close()
-
-
-def test_commit_answer_lost_after_the_server_committed_says_unknown_and_reading_tells_fr008(
+def test_write_answer_lost_after_the_server_committed_says_unknown_and_reading_tells_fr008(
     app_factory: Any, pg_url: str, alice: dict[str, str]
 ) -> None:
-    # The other side of the COMMIT case: here the server did commit. The service cannot know,
+    # The other side of the lost answer: here the server did commit. The service cannot know,
     # so it answers the same "may or may not" 503 (never a plain 503, which would invite a
     # blind retry and a duplicate), and reading back shows the task, exactly once.
-    proxy = CommitAnswerDropper(pg_url)
+    proxy = PgProxy(pg_url)
     try:
         client = app_factory(proxy.url)
         _clean_tasks(pg_url)
-        proxy.armed.set()
+        proxy.arm("INSERT INTO tasks", "drop_answer")
         response = client.post("/api/tasks", json={"title": "committed"}, headers=alice)
         assert proxy.fired.is_set()
         assert response.status_code == 503
@@ -540,49 +518,19 @@ def test_commit_answer_lost_after_the_server_committed_says_unknown_and_reading_
         proxy.close()
 
 
-def test_a_write_left_for_commit_to_flush_is_still_known_as_a_write_fr008(pg_url: str) -> None:
-    # Unit of work that only adds an ORM object: the INSERT goes out inside session.commit(),
-    # just before COMMIT. Losing the connection at COMMIT must still say "may or may not".
-    settings = make_settings(pg_url)
-    engine = make_engine(settings)
-    database = db.Database(engine, settings)
-    _clean_tasks(pg_url)
-    fired = threading.Event()
-
-    def breaker(connection: Any) -> None:
-        if not fired.is_set():
-            fired.set()
-            _kill_own_backend(connection, pg_url)
-
-    event.listen(engine, "commit", breaker)
-    try:
-        with pytest.raises(CommitOutcomeUnknown):
-            anyio.run(database.run, lambda session: session.add(Task(user_id=ALICE, title="orm")))
-    finally:
-        engine.dispose()
-    assert fired.is_set()
-    assert _stored_titles(pg_url) == []  # killed before COMMIT arrived, as it happens
-
-
-class _DriverError(Exception):
-    def __init__(self, message: str, pgcode: str | None) -> None:
-        super().__init__(message)
-        self.pgcode = pgcode
-
-
-@pytest.mark.parametrize(
-    ("pgcode", "lost"),
-    [
-        (None, True),  # the connection just ended: no answer, outcome unknown
-        ("57P01", False),  # "terminating connection" sent instead of COMMIT's answer
-        ("40001", False),  # serialization failure at COMMIT: rolled back
-        ("23505", False),  # a deferred constraint failed at COMMIT: rolled back
-    ],
-)
-def test_only_a_commit_with_no_answer_at_all_is_unknown(pgcode: str | None, lost: bool) -> None:
-    # Unit level: which driver errors at COMMIT count as "answer lost" (the live cases above
-    # produce the first; the others are PostgreSQL's own answers and mean "not committed").
-    error = sa_exc.OperationalError(
-        "COMMIT", None, _DriverError("broken", pgcode), connection_invalidated=True
-    )
-    assert db._answer_lost(error) is lost
+def test_every_statement_that_changes_data_is_known_as_a_write_fr008() -> None:
+    # A write is never sent twice and a lost answer says "may or may not": both hang on the
+    # store marking its statements. Every INSERT, UPDATE and DELETE is marked; no read is.
+    statements = {
+        name: value
+        for name, value in vars(task_store).items()
+        if isinstance(value, task_store.Statement)
+    }
+    statements |= {
+        "page": task_store._page("all", "created", True, False),
+        "set": task_store._set(frozenset({"title"})),
+    }
+    for name, statement in statements.items():
+        sql = statement.sql(PostgresDatabase.dialect).lstrip().upper()
+        assert statement.writes is sql.startswith(("INSERT", "UPDATE", "DELETE")), name
+    assert {n for n, s in statements.items() if s.writes} == {"CREATE", "TOGGLE", "DELETE", "set"}

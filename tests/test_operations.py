@@ -4,6 +4,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -70,18 +72,20 @@ def test_database_down_is_503_with_retry_after_not_500_fr008(
 def test_waiting_for_a_connection_is_bounded_then_503_fr008(
     app_factory: Callable[..., TestClient], alice: dict[str, str]
 ) -> None:
-    # Every connection is busy (one here, held by a slow unit of work): a request waits at most
-    # DB_POOL_TIMEOUT, then gets a 503 it can retry, never a hang or a 500.
+    # Every connection is busy (one here, held by another request's slow statement): a request
+    # waits at most DB_POOL_TIMEOUT, then gets a 503 it can retry, never a hang or a 500.
     client = app_factory(db_pool_size=1, db_pool_timeout=0.5)
-    held, release = threading.Event(), threading.Event()
-
-    def slow(_session: object) -> None:
-        held.set()
-        release.wait(10)
-
     assert isinstance(client.app, FastAPI)
     assert client.portal is not None
-    running = client.portal.start_task_soon(client.app.state.database.run, slow)
+    database = client.app.state.database
+    held, release = threading.Event(), threading.Event()
+
+    async def hold_the_connection() -> None:
+        async with database.pool.connection():
+            held.set()
+            await anyio.to_thread.run_sync(release.wait, 10)
+
+    running = client.portal.start_task_soon(hold_the_connection)
     try:
         assert held.wait(5)
         response = client.get("/api/tasks", headers=alice)
@@ -201,12 +205,16 @@ def test_access_log_has_one_line_per_request_without_token(
     token = alice["Authorization"].split()[1]
     with caplog.at_level("INFO", logger="taskapi.access"):
         pg_client.get("/api/tasks/5", headers={**alice, "X-Request-ID": "trace-1"})
+        pg_client.patch(f"/api/{ALICE}/tasks/5/complete", headers=alice)
     lines = [r for r in caplog.records if r.name == "taskapi.access"]
-    assert len(lines) == 1
+    assert len(lines) == 2
     entry = lines[0].__dict__
     assert (entry["method"], entry["path"], entry["status"]) == ("GET", "/api/tasks/{task_id}", 404)
     assert entry["request_id"] == "trace-1"
+    alias = lines[1].__dict__
+    assert (alias["method"], alias["path"]) == ("PATCH", "/api/{user_id}/tasks/{task_id}/complete")
     assert token not in caplog.text
+    assert ALICE not in caplog.text
 
 
 def test_trailing_slash_is_served_without_a_redirect_fr013(
