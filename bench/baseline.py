@@ -1,6 +1,6 @@
 """The raw baseline: bare Starlette + asyncpg + orjson, the product's queries and JSON.
 
-What a hand-written server would do for the three measured operations, and nothing more: the
+What a hand-written server would do for the measured operations, and nothing more: the
 same token check (PyJWT, HS256 with the shared secret, ``exp`` required, the same leeway, the
 subject read from ``sub``) on every request, the same SQL (the page with its total as a scalar
 subquery, ``INSERT ... RETURNING``, the atomic toggle), and byte-for-byte the same JSON body
@@ -42,6 +42,20 @@ TOGGLE = (
     "UPDATE tasks SET completed = NOT completed, updated_at = CASE WHEN "
     "(completed IS DISTINCT FROM NOT completed) THEN $3 ELSE updated_at END "
     "WHERE user_id = $1 AND id = $2 "
+    "RETURNING id, user_id, title, description, completed, created_at, updated_at"
+)
+GET = (
+    "SELECT id, user_id, title, description, completed, created_at, updated_at "
+    "FROM tasks WHERE user_id = $1 AND id = $2"
+)
+UPDATE = (
+    "UPDATE tasks SET title = $3::varchar, updated_at = CASE WHEN "
+    "(title IS DISTINCT FROM $3::varchar) THEN $4 ELSE updated_at END "
+    "WHERE user_id = $1 AND id = $2 "
+    "RETURNING id, user_id, title, description, completed, created_at, updated_at"
+)
+DELETE = (
+    "DELETE FROM tasks WHERE user_id = $1 AND id = $2 "
     "RETURNING id, user_id, title, description, completed, created_at, updated_at"
 )
 FIELDS = ("id", "user_id", "title", "description", "completed", "created_at", "updated_at")
@@ -136,19 +150,62 @@ async def create_task(request: Request) -> Response:
     )
 
 
-async def toggle_task(request: Request) -> Response:
-    user = _caller(request)
-    if user is None:
-        return _error(401, "Invalid token")
-    try:
-        task_id = int(request.path_params["task_id"])
-    except ValueError:
-        return _error(400, "task_id must be an integer")
-    row = await request.app.state.pool.fetchrow(TOGGLE, user, task_id, datetime.now(UTC))
+def _one(row: asyncpg.Record | None) -> Response:
     if row is None:
         return _error(404, "Task not found")
     body = orjson.dumps(_task(row), option=orjson.OPT_UTC_Z)
     return Response(body, 200, media_type="application/json")
+
+
+def _task_id(request: Request) -> int | None:
+    try:
+        return int(request.path_params["task_id"])
+    except ValueError:
+        return None
+
+
+async def toggle_task(request: Request) -> Response:
+    user, task_id = _caller(request), _task_id(request)
+    if user is None:
+        return _error(401, "Invalid token")
+    if task_id is None:
+        return _error(400, "task_id must be an integer")
+    return _one(await request.app.state.pool.fetchrow(TOGGLE, user, task_id, datetime.now(UTC)))
+
+
+async def get_task(request: Request) -> Response:
+    user, task_id = _caller(request), _task_id(request)
+    if user is None:
+        return _error(401, "Invalid token")
+    if task_id is None:
+        return _error(400, "task_id must be an integer")
+    return _one(await request.app.state.pool.fetchrow(GET, user, task_id))
+
+
+async def update_task(request: Request) -> Response:
+    user, task_id = _caller(request), _task_id(request)
+    if user is None:
+        return _error(401, "Invalid token")
+    if task_id is None:
+        return _error(400, "task_id must be an integer")
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return _error(400, "request body is not valid JSON")
+    title = body.get("title") if isinstance(body, dict) else None
+    if not isinstance(title, str) or not 1 <= len(title.strip()) <= 200:
+        return _error(400, "title: must be 1 to 200 characters")
+    now = datetime.now(UTC)
+    return _one(await request.app.state.pool.fetchrow(UPDATE, user, task_id, title.strip(), now))
+
+
+async def delete_task(request: Request) -> Response:
+    user, task_id = _caller(request), _task_id(request)
+    if user is None:
+        return _error(401, "Invalid token")
+    if task_id is None:
+        return _error(400, "task_id must be an integer")
+    return _one(await request.app.state.pool.fetchrow(DELETE, user, task_id))
 
 
 async def liveness(request: Request) -> Response:
@@ -169,6 +226,9 @@ app = Starlette(
         Route("/health", liveness, methods=["GET"]),
         Route("/api/tasks", list_tasks, methods=["GET"]),
         Route("/api/tasks", create_task, methods=["POST"]),
+        Route("/api/tasks/{task_id}", get_task, methods=["GET"]),
+        Route("/api/tasks/{task_id}", update_task, methods=["PUT"]),
+        Route("/api/tasks/{task_id}", delete_task, methods=["DELETE"]),
         Route("/api/tasks/{task_id}/complete", toggle_task, methods=["PATCH"]),
     ],
     lifespan=lifespan,

@@ -1,5 +1,6 @@
 -- wrk script: round-robin over users. Arguments after `--`: MODE FILE [PATH]
---   MODE  list (GET PATH), create (POST /api/tasks), toggle (PATCH /api/tasks/ID/complete)
+--   MODE  list (GET PATH), get (GET /api/tasks/ID), create (POST /api/tasks),
+--         update (PUT /api/tasks/ID, a new title), toggle (PATCH /api/tasks/ID/complete)
 --   FILE  one line per user: "<token> <one of the user's task ids>"
 --   PATH  for list: the path and query to GET (default /api/tasks?limit=50)
 -- Each thread starts at its own offset in the file. done() prints one JSON line.
@@ -20,6 +21,7 @@ function init(args)
   end
   position = ((thread_number or 1) * 7919) % #entries
   body = '{"title": "Benchmark task", "description": "written by wrk"}'
+  counter = 0
 end
 
 function request()
@@ -27,9 +29,16 @@ function request()
   local entry = entries[position]
   if mode == "list" then
     return wrk.format("GET", path, { Authorization = entry[1] })
+  elseif mode == "get" then
+    return wrk.format("GET", "/api/tasks/" .. entry[2], { Authorization = entry[1] })
   elseif mode == "create" then
     return wrk.format("POST", "/api/tasks",
       { Authorization = entry[1], ["Content-Type"] = "application/json" }, body)
+  elseif mode == "update" then
+    counter = counter + 1
+    return wrk.format("PUT", "/api/tasks/" .. entry[2],
+      { Authorization = entry[1], ["Content-Type"] = "application/json" },
+      '{"title": "Renamed ' .. counter .. '"}')
   else
     return wrk.format("PATCH", "/api/tasks/" .. entry[2] .. "/complete",
       { Authorization = entry[1] })

@@ -27,8 +27,8 @@ from tests.keys import JwksServer, generate_key
 GROUPS = (
     ("token verification (PyJWT, cryptography)", ("jwt/", "cryptography/")),
     ("logging (one JSON line per request)", ("logging/", "core/logs.py")),
-    ("database driver (psycopg2 + waiting on PostgreSQL)", ("psycopg2/", "(execute)")),
-    ("SQLAlchemy (compile cache, execute, result rows)", ("sqlalchemy/", "sqlmodel/")),
+    ("database driver (psycopg 3, the pool in db.py)", ("psycopg/", "psycopg_", "db.py")),
+    ("statements (task_store.py, SQLAlchemy)", ("task_store.py", "sqlalchemy/", "sqlmodel/")),
     ("thread hand-off (anyio to_thread, futures)", ("anyio/to_thread", "concurrent/futures")),
     ("response: validation + JSON (pydantic, FastAPI serialize)", ("pydantic", "encoders.py")),
     ("FastAPI routing and dependencies", ("fastapi/",)),
@@ -65,7 +65,9 @@ def summarise(collapsed: Path, top: int = 15) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", nargs="?", default="list", choices=("list", "create", "toggle"))
+    parser.add_argument(
+        "mode", nargs="?", default="list", choices=("list", "get", "create", "update", "toggle")
+    )
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--raw", help="also keep py-spy's collapsed stacks in this file")
     parser.add_argument("--log-level", default="INFO")

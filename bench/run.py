@@ -17,6 +17,7 @@ Every server is stopped by its PID at the end, on error and on Ctrl-C.
 """
 
 import argparse
+import http.client
 import json
 import os
 import secrets
@@ -39,11 +40,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy.dialects import postgresql  # noqa: E402
-
-from auth import Caller  # noqa: E402
+import task_store  # noqa: E402
 from bench import seed  # noqa: E402
-from routes.tasks import page_statement  # noqa: E402
+from bench.netdelay import DelayProxy  # noqa: E402
+from db import PostgresDatabase  # noqa: E402
 from schemas import TaskListQuery  # noqa: E402
 from tests.keys import JwksServer, generate_key, mint  # noqa: E402
 
@@ -87,9 +87,19 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "Server":
-        command = [sys.executable, "-m", "uvicorn", self.app, "--app-dir", str(ROOT)]
-        command += ["--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--workers", str(self.workers), "--no-access-log", "--no-server-header"]
+        if self.app == "main:app":
+            # The product runs exactly as deployed: the production entry point.
+            command = [sys.executable, str(ROOT / "scripts" / "serve")]
+            self.env = {
+                **self.env,
+                "HOST": "127.0.0.1",
+                "PORT": str(self.port),
+                "WORKERS": str(self.workers),
+            }
+        else:
+            command = [sys.executable, "-m", "uvicorn", self.app, "--app-dir", str(ROOT)]
+            command += ["--host", "127.0.0.1", "--port", str(self.port)]
+            command += ["--workers", str(self.workers), "--no-access-log", "--no-server-header"]
         self.logfile = (self.logdir / f"{self.name}-{self.port}.log").open("wb")
         # A working directory of its own: no developer .env is read. A session of its own:
         # Ctrl-C in the terminal reaches this driver, which stops the server itself.
@@ -268,8 +278,9 @@ class Context:
     heavy_tokens: Path = Path()
     heavy_token: str = ""
     report: list[str] = field(default_factory=list)
+    remote: list[str] = field(default_factory=list)
 
-    def product(self, database_url: str, workers: int) -> Server:
+    def product(self, database_url: str, workers: int, pool_size: int | None = None) -> Server:
         env = {
             "ENVIRONMENT": "production",
             "DATABASE_URL": database_url,
@@ -277,15 +288,15 @@ class Context:
             "BETTER_AUTH_URL": self.jwks.base_url,
             "CORS_ORIGINS": "http://localhost:3000",
             "LOG_LEVEL": self.args.log_level,
-            "DB_POOL_SIZE": str(self.args.pool_size),
+            "DB_POOL_SIZE": str(pool_size or self.args.pool_size),
         }
         return Server("product", "main:app", env, workers, self.workdir, self.first_token())
 
-    def baseline(self, database_url: str, workers: int) -> Server:
+    def baseline(self, database_url: str, workers: int, pool_size: int | None = None) -> Server:
         env = {
             "BASELINE_DATABASE_URL": seed._dsn(database_url),
             "BETTER_AUTH_SECRET": self.secret,
-            "DB_POOL_SIZE": str(self.args.pool_size),
+            "DB_POOL_SIZE": str(pool_size or self.args.pool_size),
         }
         return Server(
             "baseline", "bench.baseline:app", env, workers, self.workdir, self.first_token()
@@ -356,15 +367,22 @@ def nth_page_path(server: Server, token: str, page: int) -> str:
 
 def plans(ctx: Context, page_200: str) -> None:
     cursor = page_200.split("cursor=", 1)[1]
-    caller = Caller(seed.HEAVY_USER)
     for label, query in (
         ("page 1", TaskListQuery(limit=50)),
         ("page 200", TaskListQuery(limit=50, cursor=cursor)),
     ):
-        statement, values = page_statement(caller, query)
-        compiled = statement.compile(dialect=postgresql.dialect())
-        params = {**compiled.params, **values}
-        plan = seed.explain(ctx.small, str(compiled), params)
+        position = query.position
+        statement = task_store._page(
+            query.status_value, query.sort_key, query.descending, position is not None
+        )
+        params: dict[str, object] = {
+            "owner": seed.HEAVY_USER,
+            "offset": query.offset,
+            "limit": query.limit + 1,
+        }
+        if position is not None:
+            params.update(after_value=position.value, after_id=position.id)
+        plan = seed.explain(ctx.small, statement.sql(PostgresDatabase.dialect), params)
         ctx.report.append(f"\nQuery plan, heavy user, {label} (EXPLAIN ANALYZE):\n{plan}")
 
 
@@ -409,7 +427,9 @@ def versus(ctx: Context, workers: int) -> None:
         (label, mode)
         for label, mode in (
             ("GET list", "list"),
+            ("GET one", "get"),
             ("POST create", "create"),
+            ("PUT update", "update"),
             ("PATCH toggle", "toggle"),
         )
         if mode in args.operations
@@ -476,6 +496,109 @@ def versus(ctx: Context, workers: int) -> None:
         )
 
 
+# ---- the database 10 ms away ------------------------------------------------------------------
+
+REMOTE_RTT_MS = 10.0
+REMOTE_OPERATIONS = ("list", "get", "create", "update", "toggle", "delete")
+REMOTE_TITLE = "Remote benchmark task"
+
+
+@dataclass
+class Sequential:
+    round_trips: float  # database round trips per request, counted by the proxy
+    p50_ms: float
+    p99_ms: float
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def sequential(
+    server: Server, proxy: DelayProxy, operation: str, token: str, *, ids: list[int], count: int
+) -> Sequential:
+    """``count`` requests one after another over one keep-alive connection, as one user's
+    browser tab makes them; latency per request and round trips per request."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    latencies = []
+    before = proxy.round_trips
+    try:
+        for n in range(count):
+            task = f"/api/tasks/{ids[n % len(ids)]}"
+            method, path, body = {
+                "list": ("GET", PAGE, None),
+                "get": ("GET", task, None),
+                "create": ("POST", "/api/tasks", json.dumps({"title": REMOTE_TITLE})),
+                "update": ("PUT", task, json.dumps({"title": f"Renamed {n}"})),
+                "toggle": ("PATCH", f"{task}/complete", None),
+                "delete": ("DELETE", task, None),
+            }[operation]
+            started_at = time.perf_counter()
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            latencies.append(time.perf_counter() - started_at)
+            if response.status not in (200, 201):
+                raise RuntimeError(f"{server.name} {method} {path}: {response.status}")
+    finally:
+        connection.close()
+    return Sequential(
+        round_trips=(proxy.round_trips - before) / count,
+        p50_ms=1000 * _percentile(latencies, 0.5),
+        p99_ms=1000 * _percentile(latencies, 0.99),
+    )
+
+
+def remote(ctx: Context) -> None:
+    """Product and baseline with PostgreSQL 10 ms away (a delaying proxy in front of it): one
+    keep-alive client, sequential requests, one user with 100 tasks; both with one pooled
+    connection, so every request's round trips are its own."""
+    args = ctx.args
+    count = 60 if args.quick else 150
+    log(f"\nPostgreSQL {REMOTE_RTT_MS:g} ms away: {count} sequential requests per run")
+    proxy = DelayProxy.in_front_of(ctx.small, REMOTE_RTT_MS).start()
+    user = seed.user_id(USERS)  # a user no load above writes to
+    token = mint(user, key=ctx.secret, expires_in=3600)
+    product = ctx.product(proxy.database_url(ctx.small), 1, pool_size=1)
+    baseline = ctx.baseline(proxy.database_url(ctx.small), 1, pool_size=1)
+    product.ready_token = baseline.ready_token = token
+    try:
+        with started(product, baseline):
+            ids = seed.task_ids(ctx.small, user)
+            for server in (product, baseline):  # warm: connections open, statements known
+                for operation in ("list", "get", "update", "toggle"):
+                    sequential(server, proxy, operation, token, ids=ids, count=10)
+            for operation in REMOTE_OPERATIONS:
+                runs: dict[str, list[Sequential]] = {"product": [], "baseline": []}
+                for round_number in range(args.repeat):
+                    order = (product, baseline) if round_number % 2 == 0 else (baseline, product)
+                    for server in order:
+                        targets = ids
+                        if operation == "delete":
+                            targets = seed.add_tasks(ctx.small, user, count)
+                        run = sequential(server, proxy, operation, token, ids=targets, count=count)
+                        if operation == "create":
+                            seed.remove_tasks(ctx.small, user, REMOTE_TITLE)  # stays at 100
+                        runs[server.name].append(run)
+                        log(
+                            f"  remote {operation:<8} {server.name:<9} "
+                            f"{run.round_trips:4.2f} round trips/request  "
+                            f"p50 {run.p50_ms:6.1f} ms  p99 {run.p99_ms:6.1f} ms"
+                        )
+                p, b = runs["product"], runs["baseline"]
+                ctx.remote.append(
+                    f"| {operation} | {spread([r.round_trips for r in p], 2)} "
+                    f"| {spread([r.round_trips for r in b], 2)} "
+                    f"| {spread([r.p50_ms for r in p], 1)} | {spread([r.p50_ms for r in b], 1)} "
+                    f"| {spread(ratios(p, b, 'p50_ms'), 2)} "
+                    f"| {spread([r.p99_ms for r in p], 1)} | {spread([r.p99_ms for r in b], 1)} |"
+                )
+    finally:
+        proxy.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="3 s runs, 2 rounds, no 1M database")
@@ -485,9 +608,10 @@ def main() -> None:
     parser.add_argument("--pool-size", type=int, default=10, help="DB_POOL_SIZE of both")
     parser.add_argument(
         "--operations",
-        default="list,create,toggle,eddsa,floor,flat",
-        help="a subset of list,create,toggle, eddsa (GET list with EdDSA tokens), "
-        "floor (GET /health: no token, no database), flat (1M rows, page 200)",
+        default="remote,list,get,create,update,toggle,eddsa,floor,flat",
+        help="a subset of remote (PostgreSQL 10 ms away: round trips and latency of every "
+        "endpoint), list,get,create,update,toggle (loopback load), eddsa (GET list with EdDSA "
+        "tokens), floor (GET /health: no token, no database), flat (1M rows, page 200)",
     )
     parser.add_argument("--workers", default="1,2", help="uvicorn worker counts to compare")
     args = parser.parse_args()
@@ -519,6 +643,8 @@ def main() -> None:
                 took = seed.seed(ctx.big, BIG_USERS)
                 log(f"seeded {seed.row_count(ctx.big):,} rows in {took:.1f} s")
             write_tokens(ctx)
+            if "remote" in args.operations:
+                remote(ctx)
             if "flat" in args.operations:
                 flatness(ctx)
             for workers in args.workers.split(","):
@@ -534,6 +660,18 @@ def main() -> None:
 
 def print_report(ctx: Context, load_before: tuple[float, ...], seconds: float) -> None:
     args = ctx.args
+    if ctx.remote:
+        log(
+            f"\n## PostgreSQL {REMOTE_RTT_MS:g} ms away (one client, sequential requests, "
+            "one pooled connection each; median (min-max) over the rounds)\n"
+        )
+        log(
+            "| endpoint | product round trips/request | baseline round trips/request "
+            "| product p50 ms | baseline p50 ms | ratio p50 | product p99 ms | baseline p99 ms |"
+        )
+        log("|---|---|---|---|---|---|---|---|")
+        for line in ctx.remote:
+            log(line)
     log(
         f"\n## Results ({args.repeat} rounds of {args.seconds:g} s, {CONNECTIONS} connections, "
         f"DB_POOL_SIZE={args.pool_size}, LOG_LEVEL={args.log_level}; median (min-max))\n"

@@ -12,8 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import psycopg2
-import psycopg2.extensions
+import psycopg
 from sqlalchemy import create_engine
 
 from core.config import normalize_url
@@ -33,20 +32,16 @@ def _dsn(url: str) -> str:
 
 
 @contextmanager
-def connect(url: str) -> Iterator[psycopg2.extensions.connection]:
-    connection = psycopg2.connect(_dsn(url))
-    connection.autocommit = True
-    try:
+def connect(url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    with psycopg.connect(_dsn(url), autocommit=True) as connection:
         yield connection
-    finally:
-        connection.close()
 
 
 def create_database(server_url: str, label: str) -> str:
     """A new, uniquely named, migrated database on the server; returns its URL."""
     name = f"taskapi_bench_{label}_{uuid.uuid4().hex[:10]}"
     with connect(server_url) as admin, admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
+        cursor.execute(f'CREATE DATABASE "{name}"'.encode())
     url = normalize_url(server_url).set(database=name).render_as_string(hide_password=False)
     engine = create_engine(normalize_url(url))
     try:
@@ -61,7 +56,7 @@ def drop_database(server_url: str, database_url: str) -> None:
     assert name is not None
     assert name.startswith("taskapi_bench_")  # never anyone else's database
     with connect(server_url) as admin, admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
 SEED = """
@@ -103,17 +98,39 @@ def first_task_ids(database_url: str, users: int) -> list[int]:
             "SELECT min(id) FROM tasks WHERE user_id = ANY(%s) GROUP BY user_id ORDER BY user_id",
             ([user_id(n) for n in range(1, users + 1)],),
         )
-        return [row[0] for row in cursor.fetchall()]
+        return [int(str(row[0])) for row in cursor.fetchall()]
 
 
 def row_count(database_url: str) -> int:
     with connect(database_url) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM tasks")
         (count,) = cursor.fetchone() or (0,)
-        return int(count)
+        return int(str(count))
 
 
 def explain(database_url: str, sql: str, params: dict[str, object]) -> str:
     with connect(database_url) as connection, connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql, params)
-        return "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute(("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql).encode(), params)
+        return "\n".join(str(row[0]) for row in cursor.fetchall())
+
+
+def task_ids(database_url: str, user: str) -> list[int]:
+    with connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM tasks WHERE user_id = %s ORDER BY id", (user,))
+        return [int(str(row[0])) for row in cursor.fetchall()]
+
+
+def add_tasks(database_url: str, user: str, count: int) -> list[int]:
+    """``count`` fresh tasks for ``user`` (for a run of deletes); their ids."""
+    with connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO tasks (user_id, title) SELECT %s, 'To delete ' || g "
+            "FROM generate_series(1, %s) AS g RETURNING id",
+            (user, count),
+        )
+        return [int(str(row[0])) for row in cursor.fetchall()]
+
+
+def remove_tasks(database_url: str, user: str, title: str) -> None:
+    with connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute("DELETE FROM tasks WHERE user_id = %s AND title = %s", (user, title))
