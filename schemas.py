@@ -19,6 +19,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from models import DESCRIPTION_MAX, TITLE_MAX
@@ -105,10 +106,37 @@ class TaskUpdate(_Body):
         return self.model_dump(exclude_unset=True)
 
 
-class TaskCompletion(_Body):
-    """Body of PATCH .../complete: a boolean sets the state; absent or null toggles it."""
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
 
-    completed: StrictBool | None = None
+
+COMPLETION_BODY = (
+    'send no body or {} to toggle, or {"completed": true} or {"completed": false} to set'
+)
+
+
+class TaskCompletion(BaseModel):
+    """Body of PATCH .../complete: ``{"completed": true|false}`` sets the state; no body or
+    ``{}`` toggles it. Nothing else is guessed at: a typo (``{"done": true}``), a null or a
+    string must not silently toggle a task the other way, so each is a 400 that names the body
+    to send."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Documented as an optional boolean (never null): absent toggles.
+    completed: StrictBool | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_no_default
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_completed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (
+            data.keys() - {"completed"}
+            or ("completed" in data and not isinstance(data["completed"], bool))
+        ):
+            raise PydanticCustomError("completion_body", COMPLETION_BODY)
+        return data
 
 
 class TaskPublic(BaseModel):

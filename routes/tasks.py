@@ -170,8 +170,10 @@ async def complete_task(
     database: DatabaseDep,
     body: Annotated[TaskCompletion | None, Body()] = None,
 ) -> Response:
-    """No body (or no ``completed``): toggle, atomically. ``{"completed": true|false}``: set it
-    (idempotent: repeating it changes nothing, not even ``updated_at``)."""
+    """No body or ``{}``: toggle, atomically. ``{"completed": true|false}``: set it (idempotent:
+    repeating it changes nothing, not even ``updated_at``). Any other body is a 400 that says
+    what to send: ``{"completed": null}``, ``{"done": true}`` or ``{"completed": "yes"}`` never
+    toggles a task by accident."""
     if body is None or body.completed is None:
         return found(await task_store.toggle(database, caller.id, task_id))
     return found(await task_store.set_completed(database, caller.id, task_id, body.completed))

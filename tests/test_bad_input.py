@@ -289,12 +289,42 @@ NOT_BOOLEANS = pytest.mark.parametrize(
 
 
 @NOT_BOOLEANS
-@BODY_WRITES
+@WRITES
 def test_completed_not_strict_bool_is_400_on_every_write_fr008(
     write: Write, unchanged: None, value: object
 ) -> None:
     response = write.json({"completed": value})
     assert_error(response, 400, COMPLETED_NOT_BOOL, [(["body", "completed"], "bool_type")])
+
+
+# PATCH .../complete reads exactly one body shape; anything else names it (issue 11: a typo or
+# a null must never toggle a task the other way).
+COMPLETION_BODY = (
+    "request body: send no body or {} to toggle, "
+    'or {"completed": true} or {"completed": false} to set'
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"completed": None},
+        {"complete": True},
+        {"done": True},
+        {"completed": "yes"},
+        {"completed": 1},
+        {"completed": "true"},
+        {"completed": [True]},
+        {"completed": True, "title": "also this"},
+    ],
+    ids=["null", "complete", "done", "yes", "one", "str-true", "list", "extra-field"],
+)
+@pytest.mark.parametrize("write", [COMPLETE], ids=write_id, indirect=True)
+def test_complete_refuses_every_body_but_completed_true_or_false_fr006_fr008(
+    write: Write, unchanged: None, body: dict[str, Any]
+) -> None:
+    response = write.json(body)
+    assert_error(response, 400, COMPLETION_BODY, [(["body"], "completion_body")])
 
 
 # ---- description ---------------------------------------------------------------------------------
