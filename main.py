@@ -10,9 +10,9 @@ import httpx2 as httpx
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from auth import JwksCache, TokenVerifier
 from core.config import ConfigurationError, Settings, get_settings
-from core.errors import drop_422_from_openapi, install_error_handlers
+from core.errors import RETRY_AFTER_SECONDS, drop_422_from_openapi, install_error_handlers
+from core.jwks import JwksCache
 from core.logs import configure_logging
 from core.middleware import (
     BodySizeLimitMiddleware,
@@ -21,6 +21,7 @@ from core.middleware import (
     TrailingSlashMiddleware,
     UnhandledErrorMiddleware,
 )
+from core.tokens import TokenVerifier
 from db import Database, make_engine, migrate
 from routes import health, tasks
 
@@ -40,7 +41,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.environment == "development":
             migrate(engine)  # production migrates once, before rollout: `make migrate`
         async with httpx.AsyncClient(timeout=5.0, follow_redirects=False) as client:
-            jwks = JwksCache(settings.jwks_url, client) if settings.jwks_url else None
+            jwks = None
+            if settings.jwks_url:
+                # After a failed fetch, the next one is allowed when the 503 says to retry.
+                retry = float(RETRY_AFTER_SECONDS)
+                jwks = JwksCache(settings.jwks_url, client, retry_interval=retry)
             app.state.verifier = TokenVerifier(settings, jwks)
             yield
             if jwks is not None:

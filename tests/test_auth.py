@@ -4,10 +4,9 @@ Every token here is real: HS256 with ``BETTER_AUTH_SECRET``, or signed with a re
 ES512, PS256 or RS256 key published by the local JWKS server. Each rejection is checked for its
 exact status, ``detail`` and ``WWW-Authenticate`` challenge, and for not echoing the token.
 
-``pg_client`` is one app for the whole session, so it caches the JWKS. Tests that change the JWKS
-server's keys, make it fail, or count its hits use a fresh app from ``app_factory`` (fresh cache)
-and the ``jwks`` fixture, which restores the server afterwards. The cache refetches on an unknown
-``kid`` at most once per 10 s; the ``clock`` fixture moves auth.py's clock instead of sleeping.
+``pg_client`` is one app for the whole session, so it caches the JWKS. Tests that count the JWKS
+server's hits use a fresh app from ``app_factory`` (an empty cache). Key rotation, JWKS outages
+and what a JWKS may hold are tests/test_jwks.py's.
 """
 
 import base64
@@ -17,18 +16,13 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi.testclient import TestClient
-from jwt.algorithms import get_default_algorithms
 
-import auth
-from core.errors import RETRY_AFTER_SECONDS
 from tests.keys import (
     ALICE,
     ASYMMETRIC,
@@ -121,19 +115,6 @@ def create_task(client: TestClient, token: str) -> dict[str, Any]:
     return task
 
 
-class Clock:
-    """Stands in for the ``time`` module inside auth.py only, so a test can let time pass."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def monotonic(self) -> float:
-        return time.monotonic() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-
 # ---- fixtures -----------------------------------------------------------------------------------
 
 
@@ -155,13 +136,6 @@ def jwks(jwks_server: JwksServer) -> Iterator[JwksServer]:
 def fresh_client(app_factory: Callable[..., TestClient]) -> TestClient:
     """Both modes on, default settings, and an empty JWKS cache."""
     return app_factory()
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(auth, "time", fake)
-    return fake
 
 
 # ---- accepted tokens (US2-1, FR-002, SC-001) ----------------------------------------------------
@@ -431,106 +405,6 @@ def test_custom_issuer_and_audience_bind_hs256_tokens_us2_2_fr002(
     )
 
 
-# ---- key rotation (US2-1, US2-2) ----------------------------------------------------------------
-
-
-def test_every_key_of_a_rotated_jwks_is_accepted_us2_1(
-    fresh_client: TestClient, jwks: JwksServer, origin: str
-) -> None:
-    old, new = generate_key("EdDSA"), generate_key("EdDSA")
-    jwks.keys = [old, new]
-    assert_accepted(fresh_client, jwks_token(old, origin))
-    assert_accepted(fresh_client, jwks_token(new, origin))
-
-
-def test_new_key_is_fetched_on_unknown_kid_and_refetch_is_rate_limited_us2_1_us2_2(
-    fresh_client: TestClient, jwks: JwksServer, origin: str, clock: Clock
-) -> None:
-    old, new = generate_key("EdDSA"), generate_key("EdDSA")
-    jwks.keys = [old]
-    hits = jwks.hits
-    assert_accepted(fresh_client, jwks_token(old, origin))
-    assert jwks.hits == hits + 1
-
-    jwks.keys = [old, new]  # Better Auth rotates later on
-    clock.advance(11)
-    assert_accepted(fresh_client, jwks_token(new, origin))
-    assert jwks.hits == hits + 2
-
-    # Within 10 s of that refetch, another unknown kid costs the JWKS server nothing.
-    assert_rejected(
-        fresh_client, jwks_token(old, origin, kid="forged"), "Token signing key is unknown"
-    )
-    assert jwks.hits == hits + 2
-
-
-# ---- JWKS unavailable (US2-2, FR-002) -----------------------------------------------------------
-
-
-def test_unreachable_jwks_without_cached_key_is_503_us2_2(
-    fresh_client: TestClient, jwks: JwksServer, signing_keys: dict[str, SigningKey], origin: str
-) -> None:
-    jwks.fail = True
-    token = jwks_token(signing_keys["EdDSA"], origin)
-    response = probe(fresh_client, token)
-    assert response.status_code == 503
-    assert response.json() == {"detail": KEYS_UNAVAILABLE}
-    assert response.headers["retry-after"] == RETRY_AFTER_SECONDS
-    assert token not in response.text
-
-
-def test_hs256_tokens_work_while_jwks_is_unreachable_fr002(
-    fresh_client: TestClient, jwks: JwksServer
-) -> None:
-    jwks.fail = True
-    assert_accepted(fresh_client, mint(ALICE))
-
-
-def test_cached_key_survives_a_jwks_outage_us2_1(
-    fresh_client: TestClient,
-    jwks: JwksServer,
-    signing_keys: dict[str, SigningKey],
-    origin: str,
-    clock: Clock,
-) -> None:
-    token = jwks_token(signing_keys["EdDSA"], origin)
-    assert_accepted(fresh_client, token)  # the keys are now cached
-    jwks.fail = True
-    assert_accepted(fresh_client, token)
-    clock.advance(2 * 3600)  # past the cache's TTL: the refresh fails, the old keys stay
-    assert_accepted(fresh_client, token)
-    # A kid that no cached key fits, while the server is down: 503, not 401.
-    response = probe(fresh_client, jwks_token(signing_keys["EdDSA"], origin, kid="rotated"))
-    assert response.status_code == 503
-    assert response.json() == {"detail": KEYS_UNAVAILABLE}
-
-
-def test_stale_keys_are_refreshed_without_making_requests_wait_us2_1(
-    fresh_client: TestClient,
-    jwks: JwksServer,
-    signing_keys: dict[str, SigningKey],
-    origin: str,
-    clock: Clock,
-) -> None:
-    token = jwks_token(signing_keys["EdDSA"], origin)
-    assert_accepted(fresh_client, token)
-    hits = jwks.hits
-    jwks.delay = 4.0  # Better Auth hangs; the app's fetch would wait for it
-    try:
-        clock.advance(2 * 3600)  # the cached keys are past their TTL
-        started = time.monotonic()
-        assert_accepted(fresh_client, token)
-        # Served from the cache while the refresh runs in the background (well under the 4 s a
-        # waiting request would take).
-        assert time.monotonic() - started < 2.0
-    finally:
-        jwks.delay = 0.0
-    deadline = time.monotonic() + 10
-    while jwks.hits == hits and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert jwks.hits == hits + 1  # the refresh did happen, once
-
-
 # ---- subject: sub, or the session cookie cache's session.userId (US2-1, US2-2) ------------------
 
 
@@ -685,115 +559,3 @@ def test_date_claim_that_is_a_numeric_string_is_401_us2_2(
     now = int(time.time())
     token = mint(ALICE, claims={claim: str(now + 900 if claim == "exp" else now - 60)})
     assert_rejected(pg_client, token, f"Token claim '{claim}' is not a number")
-
-
-# ---- what a JWKS may not contain (US2-2) --------------------------------------------------------
-
-
-@dataclass
-class PublishedKey(SigningKey):
-    """A key whose JWKS entry the test bends: ``extra`` members are merged into it."""
-
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def public_jwk(self) -> dict[str, Any]:
-        return {**super().public_jwk(), **self.extra}
-
-
-def published(alg: str, extra: dict[str, Any] | None = None) -> PublishedKey:
-    key = generate_key(alg)
-    return PublishedKey(key.alg, key.kid, key.private, extra or {})
-
-
-def private_members(key: SigningKey) -> dict[str, Any]:
-    jwk = json.loads(get_default_algorithms()[key.alg].to_jwk(key.private))
-    return {name: jwk[name] for name in ("d", "p", "q", "dp", "dq", "qi") if name in jwk}
-
-
-@pytest.mark.parametrize("alg", ["RS256", "PS256", "EdDSA", "ES256"])
-def test_key_published_with_its_private_half_is_never_used_us2_2(
-    fresh_client: TestClient, jwks: JwksServer, origin: str, alg: str
-) -> None:
-    # A JWKS that leaks its private key is misconfigured: anyone could sign with that key.
-    key = published(alg)
-    key.extra = private_members(key)
-    assert key.extra
-    jwks.keys = [key]
-    assert_rejected(fresh_client, jwks_token(key, origin), "Token signing key is unknown")
-
-
-@pytest.mark.parametrize(
-    "extra",
-    [{"crv": ["Ed25519"]}, {"crv": "X25519"}, {"use": "enc"}, {"alg": "ES256"}, {"kty": "EC"}],
-    ids=["crv-list", "crv-other", "use-enc", "alg-other", "kty-other"],
-)
-def test_key_whose_entry_does_not_fit_the_token_is_401_us2_2(
-    fresh_client: TestClient, jwks: JwksServer, origin: str, extra: dict[str, Any]
-) -> None:
-    key = published("EdDSA", extra)
-    jwks.keys = [key]
-    assert_rejected(
-        fresh_client, jwks_token(key, origin), "Token algorithm does not match its signing key"
-    )
-
-
-def test_jwks_that_trickles_its_answer_is_cut_off_with_a_503_us2_2(
-    fresh_client: TestClient,
-    jwks: JwksServer,
-    signing_keys: dict[str, SigningKey],
-    origin: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The per-read timeout alone lets a server that sends a byte now and then hold every
-    # request for as long as it likes; the whole fetch has a deadline.
-    monkeypatch.setattr(auth, "JWKS_FETCH_SECONDS", 1.0)
-    jwks.delay = 3.0
-    started = time.monotonic()
-    response = probe(fresh_client, jwks_token(signing_keys["EdDSA"], origin))
-    assert response.status_code == 503
-    assert response.json() == {"detail": KEYS_UNAVAILABLE}
-    assert time.monotonic() - started < 2.5
-
-
-def test_keys_are_fetched_again_once_retry_after_has_passed_us2_1(
-    fresh_client: TestClient,
-    jwks: JwksServer,
-    signing_keys: dict[str, SigningKey],
-    origin: str,
-    clock: Clock,
-) -> None:
-    token = jwks_token(signing_keys["EdDSA"], origin)
-    jwks.fail = True
-    assert probe(fresh_client, token).status_code == 503
-    jwks.fail = False  # Better Auth is back
-    assert probe(fresh_client, token).status_code == 503  # within Retry-After: no new fetch
-    clock.advance(float(RETRY_AFTER_SECONDS))
-    assert_accepted(fresh_client, token)  # not the 10 s refetch limit of a healthy cache
-
-
-def test_requests_queued_behind_a_hanging_fetch_share_its_result_us2_2(
-    fresh_client: TestClient,
-    jwks: JwksServer,
-    signing_keys: dict[str, SigningKey],
-    origin: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Better Auth accepts the connection and never answers. A request that arrives while the
-    # first fetch hangs waits for that fetch, and must not start a second one after it (the
-    # deadline is longer than Retry-After, as in production: 5 s and 2 s).
-    monkeypatch.setattr(auth, "JWKS_FETCH_SECONDS", 2.5)
-    jwks.delay = 6.0
-    token = jwks_token(signing_keys["EdDSA"], origin)
-    hits = jwks.hits
-    started = time.monotonic()
-
-    def late_probe(delay: float) -> tuple[int, float]:
-        time.sleep(delay)
-        response = probe(fresh_client, token)
-        return response.status_code, time.monotonic() - started
-
-    with ThreadPoolExecutor(3) as pool:
-        answers = list(pool.map(late_probe, [0.0, 0.5, 1.0]))
-    assert [status for status, _ in answers] == [503, 503, 503]
-    assert max(elapsed for _, elapsed in answers) < 4.0  # one deadline (2.5 s), not two
-    assert jwks.hits == hits + 1

@@ -1,0 +1,192 @@
+"""Better Auth's public keys (its JWKS): fetched without blocking, checked, cached, refetched.
+
+A key verifies only tokens of an allow-listed algorithm, with the key type and curve that
+algorithm needs, and only if its entry lets it verify signatures (``use``). A key published with
+private members is never used.
+
+Answers with keys or with this module's exceptions; turning them into HTTP is the caller's job.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+import httpx2 as httpx
+import jwt
+
+log = logging.getLogger("taskapi.auth")
+
+JWKS_MAX_BYTES = 256 * 1024
+JWKS_FETCH_SECONDS = 5.0  # the whole fetch, however slowly the server trickles its answer
+JWKS_TTL_SECONDS = 3600.0  # then refreshed in the background; requests never wait for it
+REFETCH_SPACING_SECONDS = 10.0  # the least time between two fetches after a successful one
+# Members only a private (or symmetric) JWK has. A JWKS that publishes one is misconfigured;
+# such a key is never used.
+PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+# alg -> (JWK kty, allowed curves). The allow-list of SPEC.md; anything else is refused.
+ASYMMETRIC_ALGORITHMS: dict[str, tuple[str, frozenset[str] | None]] = {
+    "EdDSA": ("OKP", frozenset({"Ed25519"})),
+    "ES256": ("EC", frozenset({"P-256"})),
+    "ES512": ("EC", frozenset({"P-521"})),
+    "PS256": ("RSA", None),
+    "RS256": ("RSA", None),
+}
+
+
+class UnknownKey(Exception):
+    """No usable key has this kid."""
+
+
+class KeyMismatch(Exception):
+    """The key with this kid may not verify a token of this algorithm."""
+
+
+class KeysUnavailable(Exception):
+    """The JWKS could not be fetched, and no cached key has this kid."""
+
+
+class JwksCache:
+    """Better Auth's public keys, fetched without blocking the event loop.
+
+    Keys are cached for ``ttl`` seconds and kept past that if a refresh fails. An unknown ``kid``
+    (key rotation) triggers a refetch. Fetches are spaced, counted from the end of the last one:
+    ``min_refetch_interval`` after a success, so a flood of forged kids cannot turn into a flood
+    of requests to Better Auth; ``retry_interval`` after a failure (give it the 503's
+    Retry-After), so the service recovers as soon as Better Auth does. Requests that queued
+    behind a fetch take its result instead of starting another: none waits longer than one
+    fetch's deadline.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        client: httpx.AsyncClient,
+        *,
+        retry_interval: float,
+        ttl: float = JWKS_TTL_SECONDS,
+        min_refetch_interval: float = REFETCH_SPACING_SECONDS,
+    ) -> None:
+        self.url = url
+        self._client = client
+        self._ttl = ttl
+        self._min_interval = min_refetch_interval
+        self._retry_interval = retry_interval
+        self._keys: dict[str, dict[str, Any]] = {}
+        self._parsed: dict[tuple[str, str], jwt.PyJWK] = {}
+        self._fetched_at: float | None = None  # last successful fetch, for the TTL
+        self._checked_at = float("-inf")  # end of the last fetch, successful or not
+        self._next_fetch_at = float("-inf")
+        self._last_fetch_failed = False
+        self._lock = asyncio.Lock()
+        self._background: asyncio.Task[None] | None = None
+
+    async def key(self, kid: str, alg: str) -> jwt.PyJWK:
+        """The key to verify a token of ``alg`` signed under ``kid``.
+
+        Raises UnknownKey, KeyMismatch, or KeysUnavailable (the JWKS is unreachable or unusable
+        and no cached key has this kid).
+        """
+        now = time.monotonic()
+        if kid not in self._keys:
+            await self._refresh(now)  # rotation, or the first request: this one has to wait
+        elif self._fetched_at is None or now - self._fetched_at > self._ttl:
+            self._refresh_in_background(now)  # serve the cached key; never wait on Better Auth
+        jwk = self._keys.get(kid)
+        if jwk is None:
+            if self._last_fetch_failed:
+                raise KeysUnavailable
+            raise UnknownKey
+        return self._parsed_key(kid, jwk, alg)
+
+    async def aclose(self) -> None:
+        """Stop a background refresh still running (at shutdown)."""
+        if self._background is not None and not self._background.done():
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+
+    def _refresh_in_background(self, requested_at: float) -> None:
+        if self._background is None or self._background.done():
+            self._background = asyncio.create_task(self._refresh(requested_at))
+
+    async def _refresh(self, requested_at: float) -> None:
+        async with self._lock:
+            if self._checked_at >= requested_at or time.monotonic() < self._next_fetch_at:
+                return  # a fetch ended after this request came in, or it is too soon for one
+            try:
+                async with asyncio.timeout(JWKS_FETCH_SECONDS):
+                    keys = self._read(await self._download())
+            except (httpx.HTTPError, ValueError, RecursionError, TimeoutError) as exc:
+                self._last_fetch_failed = True
+                # The type and a short message: never a whole (possibly huge) response body.
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.warning("JWKS fetch failed", extra={"jwks_url": self.url, "error": error})
+                pause = self._retry_interval
+            else:
+                # Parsed keys whose JWK is unchanged are kept (the same objects): tokens verified
+                # with them stay verified (the token cache compares keys by identity).
+                self._parsed = {
+                    kid_alg: parsed
+                    for kid_alg, parsed in self._parsed.items()
+                    if kid_alg[0] in keys and keys[kid_alg[0]] == self._keys.get(kid_alg[0])
+                }
+                self._keys = keys
+                self._fetched_at = time.monotonic()
+                self._last_fetch_failed = False
+                pause = self._min_interval
+            self._checked_at = time.monotonic()
+            self._next_fetch_at = self._checked_at + pause
+
+    async def _download(self) -> bytes:
+        request = self._client.build_request(
+            "GET", self.url, headers={"Accept": "application/json", "Accept-Encoding": "identity"}
+        )
+        response = await self._client.send(request, stream=True)
+        try:
+            response.raise_for_status()
+            body = bytearray()
+            async for chunk in response.aiter_bytes():  # decoded, should it come compressed
+                body += chunk
+                if len(body) > JWKS_MAX_BYTES:
+                    raise ValueError("JWKS document too large")
+        finally:
+            await response.aclose()
+        return bytes(body)
+
+    def _read(self, body: bytes) -> dict[str, dict[str, Any]]:
+        document = json.loads(body)
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+            raise ValueError("not a JWKS document")
+        keys: dict[str, dict[str, Any]] = {}
+        for jwk in document["keys"]:
+            if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str):
+                continue
+            if PRIVATE_JWK_MEMBERS & jwk.keys():
+                log.warning("JWKS key has private members; ignored", extra={"kid": jwk["kid"]})
+                continue
+            keys[jwk["kid"]] = jwk
+        return keys
+
+    def _parsed_key(self, kid: str, jwk: dict[str, Any], alg: str) -> jwt.PyJWK:
+        kty, curves = ASYMMETRIC_ALGORITHMS[alg]
+        crv = jwk.get("crv")
+        fits = (
+            jwk.get("kty") == kty
+            and (curves is None or (isinstance(crv, str) and crv in curves))
+            and jwk.get("alg", alg) == alg
+            and jwk.get("use", "sig") == "sig"
+        )
+        if not fits:
+            raise KeyMismatch
+        parsed = self._parsed.get((kid, alg))
+        if parsed is None:
+            try:
+                parsed = jwt.PyJWK(jwk, algorithm=alg)
+            except (jwt.PyJWTError, ValueError, TypeError, KeyError):  # malformed members
+                log.warning("unusable key in JWKS", extra={"kid": kid})
+                raise UnknownKey from None
+            self._parsed[(kid, alg)] = parsed
+        return parsed

@@ -1,0 +1,468 @@
+"""Better Auth's keys (core/jwks.py): rotation, outages (503, not 401), and what a JWKS may
+hold (US2-1, US2-2, FR-002).
+
+Every key is real and served over HTTP on 127.0.0.1: the suite's JWKS server (tests/keys.py), or
+a scripted one that answers what a test needs (a broken document, a redirect). Tests that change
+the JWKS, make it fail or count its fetches use a fresh app (an empty key cache) and the ``jwks``
+fixture, which restores the shared server afterwards. The cache refetches on an unknown ``kid``
+at most once per 10 s; the ``clock`` fixture moves core/jwks.py's clock instead of sleeping.
+Rejected writes assert that the tasks table did not change.
+"""
+
+import gzip
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx2
+import pytest
+from fastapi.testclient import TestClient
+from jwt.algorithms import get_default_algorithms
+from sqlalchemy import create_engine, select
+
+from core import jwks as jwks_module
+from core.errors import RETRY_AFTER_SECONDS
+from models import tasks
+from tests.conftest import LiveServer
+from tests.keys import ALICE, JwksServer, SigningKey, bearer, generate_key, mint
+from tests.test_auth import (
+    KEYS_UNAVAILABLE,
+    TASKS,
+    assert_accepted,
+    assert_rejected,
+    jwks_token,
+    probe,
+)
+
+Write = Callable[..., httpx2.Response]  # write(token, client=pg_client)
+Answer = tuple[int, dict[str, str], bytes]  # status, headers, body of a scripted JWKS response
+JSON = {"Content-Type": "application/json"}
+RETRY = float(RETRY_AFTER_SECONDS)
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+class Clock:
+    """Stands in for the ``time`` module inside core/jwks.py only, so a test can let time pass."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def eddsa(key: SigningKey, origin: str) -> str:
+    """A token as Better Auth signs it: its kid, and the origin as iss and aud."""
+    return mint(ALICE, alg=key.alg, key=key.private, kid=key.kid, issuer=origin, audience=origin)
+
+
+def assert_keys_unavailable(response: httpx2.Response, token: str) -> None:
+    assert response.status_code == 503
+    assert response.json() == {"detail": KEYS_UNAVAILABLE}
+    assert response.headers["retry-after"] == RETRY_AFTER_SECONDS
+    assert "www-authenticate" not in response.headers  # not the caller's fault: no challenge
+    assert token not in response.text
+
+
+class ScriptedJwks(ThreadingHTTPServer):
+    """A misbehaving Better Auth on 127.0.0.1: answers every GET with ``answer``, counting them."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer, self.hits = answer, 0
+        super().__init__(("127.0.0.1", 0), ScriptedHandler)
+        self.base_url = f"http://127.0.0.1:{self.server_address[1]}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def __exit__(self, *args: Any) -> None:
+        self.shutdown()
+        super().__exit__(*args)
+
+
+class ScriptedHandler(BaseHTTPRequestHandler):
+    server: ScriptedJwks
+
+    def do_GET(self) -> None:
+        self.server.hits += 1
+        status, headers, body = self.server.answer
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class PublishedKey(SigningKey):
+    """A key whose JWKS entry the test bends: ``extra`` members are merged into it."""
+
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def public_jwk(self) -> dict[str, Any]:
+        return {**super().public_jwk(), **self.extra}
+
+
+def published(alg: str, extra: dict[str, Any] | None = None) -> PublishedKey:
+    key = generate_key(alg)
+    return PublishedKey(key.alg, key.kid, key.private, extra or {})
+
+
+def private_members(key: SigningKey) -> dict[str, Any]:
+    jwk = json.loads(get_default_algorithms()[key.alg].to_jwk(key.private))
+    return {name: jwk[name] for name in ("d", "p", "q", "dp", "dq", "qi") if name in jwk}
+
+
+# ---- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def origin(jwks_server: JwksServer) -> str:
+    """Better Auth's origin: the issuer and audience the apps pin by default."""
+    return jwks_server.base_url
+
+
+@pytest.fixture
+def jwks(jwks_server: JwksServer) -> Iterator[JwksServer]:
+    """The shared JWKS server for a test that changes it; its keys and health are restored."""
+    keys, fail = list(jwks_server.keys), jwks_server.fail
+    yield jwks_server
+    jwks_server.keys, jwks_server.fail, jwks_server.delay = keys, fail, 0.0
+
+
+@pytest.fixture
+def fresh_client(app_factory: Callable[..., TestClient]) -> TestClient:
+    """Both modes on, default settings, and an empty JWKS cache."""
+    return app_factory()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(jwks_module, "time", fake)
+    return fake
+
+
+@pytest.fixture
+def eddsa_key(signing_keys: dict[str, SigningKey]) -> SigningKey:
+    return signing_keys["EdDSA"]
+
+
+@pytest.fixture
+def write(pg_client: TestClient, pg_url: str) -> Iterator[Write]:
+    """POST a task with ``token`` (to pg_client unless another app is given), assert that the
+    tasks table did not change, and return the response."""
+    engine = create_engine(pg_url)
+
+    def rows() -> list[tuple[Any, ...]]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(select(tasks).order_by(tasks.c.id))]
+
+    def post(token: str, client: TestClient = pg_client) -> httpx2.Response:
+        before = rows()
+        response = client.post(TASKS, json={"title": "must not be stored"}, headers=bearer(token))
+        assert rows() == before, "a rejected request changed the database"
+        return response
+
+    yield post
+    engine.dispose()
+
+
+# ---- key rotation (US2-1, US2-2) ----------------------------------------------------------------
+
+
+def test_every_key_of_a_rotated_jwks_is_accepted_us2_1(
+    fresh_client: TestClient, jwks: JwksServer, origin: str
+) -> None:
+    old, new = generate_key("EdDSA"), generate_key("EdDSA")
+    jwks.keys = [old, new]
+    assert_accepted(fresh_client, jwks_token(old, origin))
+    assert_accepted(fresh_client, jwks_token(new, origin))
+
+
+def test_new_key_is_fetched_on_unknown_kid_and_refetch_is_rate_limited_us2_1_us2_2(
+    fresh_client: TestClient, jwks: JwksServer, origin: str, clock: Clock
+) -> None:
+    old, new = generate_key("EdDSA"), generate_key("EdDSA")
+    jwks.keys = [old]
+    hits = jwks.hits
+    assert_accepted(fresh_client, jwks_token(old, origin))
+    assert jwks.hits == hits + 1
+
+    jwks.keys = [old, new]  # Better Auth rotates later on
+    clock.advance(11)
+    assert_accepted(fresh_client, jwks_token(new, origin))
+    assert jwks.hits == hits + 2
+
+    # Within 10 s of that refetch, another unknown kid costs the JWKS server nothing.
+    assert_rejected(
+        fresh_client, jwks_token(old, origin, kid="forged"), "Token signing key is unknown"
+    )
+    assert jwks.hits == hits + 2
+
+
+# ---- JWKS unavailable (US2-2, FR-002) -----------------------------------------------------------
+
+
+def test_unreachable_jwks_without_cached_key_is_503_us2_2(
+    fresh_client: TestClient, jwks: JwksServer, signing_keys: dict[str, SigningKey], origin: str
+) -> None:
+    jwks.fail = True
+    token = jwks_token(signing_keys["EdDSA"], origin)
+    response = probe(fresh_client, token)
+    assert response.status_code == 503
+    assert response.json() == {"detail": KEYS_UNAVAILABLE}
+    assert response.headers["retry-after"] == RETRY_AFTER_SECONDS
+    assert token not in response.text
+
+
+def test_hs256_tokens_work_while_jwks_is_unreachable_fr002(
+    fresh_client: TestClient, jwks: JwksServer
+) -> None:
+    jwks.fail = True
+    assert_accepted(fresh_client, mint(ALICE))
+
+
+def test_cached_key_survives_a_jwks_outage_us2_1(
+    fresh_client: TestClient,
+    jwks: JwksServer,
+    signing_keys: dict[str, SigningKey],
+    origin: str,
+    clock: Clock,
+) -> None:
+    token = jwks_token(signing_keys["EdDSA"], origin)
+    assert_accepted(fresh_client, token)  # the keys are now cached
+    jwks.fail = True
+    assert_accepted(fresh_client, token)
+    clock.advance(2 * 3600)  # past the cache's TTL: the refresh fails, the old keys stay
+    assert_accepted(fresh_client, token)
+    # A kid that no cached key fits, while the server is down: 503, not 401.
+    response = probe(fresh_client, jwks_token(signing_keys["EdDSA"], origin, kid="rotated"))
+    assert response.status_code == 503
+    assert response.json() == {"detail": KEYS_UNAVAILABLE}
+
+
+def test_stale_keys_are_refreshed_without_making_requests_wait_us2_1(
+    fresh_client: TestClient,
+    jwks: JwksServer,
+    signing_keys: dict[str, SigningKey],
+    origin: str,
+    clock: Clock,
+) -> None:
+    token = jwks_token(signing_keys["EdDSA"], origin)
+    assert_accepted(fresh_client, token)
+    hits = jwks.hits
+    jwks.delay = 4.0  # Better Auth hangs; the app's fetch would wait for it
+    try:
+        clock.advance(2 * 3600)  # the cached keys are past their TTL
+        started = time.monotonic()
+        assert_accepted(fresh_client, token)
+        # Served from the cache while the refresh runs in the background (well under the 4 s a
+        # waiting request would take).
+        assert time.monotonic() - started < 2.0
+    finally:
+        jwks.delay = 0.0
+    deadline = time.monotonic() + 10
+    while jwks.hits == hits and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert jwks.hits == hits + 1  # the refresh did happen, once
+
+
+def test_jwks_that_trickles_its_answer_is_cut_off_with_a_503_us2_2(
+    fresh_client: TestClient,
+    jwks: JwksServer,
+    signing_keys: dict[str, SigningKey],
+    origin: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The per-read timeout alone lets a server that sends a byte now and then hold every
+    # request for as long as it likes; the whole fetch has a deadline.
+    monkeypatch.setattr(jwks_module, "JWKS_FETCH_SECONDS", 1.0)
+    jwks.delay = 3.0
+    started = time.monotonic()
+    response = probe(fresh_client, jwks_token(signing_keys["EdDSA"], origin))
+    assert response.status_code == 503
+    assert response.json() == {"detail": KEYS_UNAVAILABLE}
+    assert time.monotonic() - started < 2.5
+
+
+def test_keys_are_fetched_again_once_retry_after_has_passed_us2_1(
+    fresh_client: TestClient,
+    jwks: JwksServer,
+    signing_keys: dict[str, SigningKey],
+    origin: str,
+    clock: Clock,
+) -> None:
+    token = jwks_token(signing_keys["EdDSA"], origin)
+    jwks.fail = True
+    assert probe(fresh_client, token).status_code == 503
+    jwks.fail = False  # Better Auth is back
+    assert probe(fresh_client, token).status_code == 503  # within Retry-After: no new fetch
+    clock.advance(RETRY)
+    assert_accepted(fresh_client, token)  # not the 10 s refetch limit of a healthy cache
+
+
+def test_requests_queued_behind_a_hanging_fetch_share_its_result_us2_2(
+    fresh_client: TestClient,
+    jwks: JwksServer,
+    signing_keys: dict[str, SigningKey],
+    origin: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Better Auth accepts the connection and never answers. A request that arrives while the
+    # first fetch hangs waits for that fetch, and must not start a second one after it (the
+    # deadline is longer than Retry-After, as in production: 5 s and 2 s).
+    monkeypatch.setattr(jwks_module, "JWKS_FETCH_SECONDS", 2.5)
+    jwks.delay = 6.0
+    token = jwks_token(signing_keys["EdDSA"], origin)
+    hits = jwks.hits
+    started = time.monotonic()
+
+    def late_probe(delay: float) -> tuple[int, float]:
+        time.sleep(delay)
+        response = probe(fresh_client, token)
+        return response.status_code, time.monotonic() - started
+
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(late_probe, [0.0, 0.5, 1.0]))
+    assert [status for status, _ in answers] == [503, 503, 503]
+    assert max(elapsed for _, elapsed in answers) < 4.0  # one deadline (2.5 s), not two
+    assert jwks.hits == hits + 1
+
+
+# ---- unusable answers on a cold cache: 503, not 401 (FR-002) ------------------------------------
+
+BAD_ANSWERS: dict[str, Callable[[dict[str, Any], str], Answer]] = {
+    "not-json": lambda jwk, _: (200, JSON, b"<!doctype html><title>Sign in</title>"),
+    "keys-not-a-list": lambda jwk, _: (200, JSON, dumps({"keys": {"k": jwk}})),
+    "redirect": lambda jwk, elsewhere: (302, {"Location": elsewhere}, b""),
+    "over-256-kib": lambda jwk, _: (200, JSON, dumps({"keys": [jwk], "_": "x" * 2**18})),
+}
+
+
+@pytest.mark.parametrize("answer", list(BAD_ANSWERS))
+def test_unusable_jwks_answer_on_a_cold_cache_is_503_fr002(
+    app_factory: Callable[..., TestClient],
+    jwks_server: JwksServer,
+    write: Write,
+    eddsa_key: SigningKey,
+    answer: str,
+) -> None:
+    # Every answer holds the right key somehow (the redirect leads to a good JWKS): none is used.
+    elsewhere, hits_elsewhere = f"{jwks_server.base_url}/api/auth/jwks", jwks_server.hits
+    with ScriptedJwks(BAD_ANSWERS[answer](eddsa_key.public_jwk(), elsewhere)) as scripted:
+        token = eddsa(eddsa_key, scripted.base_url)
+        assert_keys_unavailable(write(token, app_factory(better_auth_url=scripted.base_url)), token)
+        assert scripted.hits == 1
+    assert jwks_server.hits == hits_elsewhere  # the redirect was not followed
+
+
+def test_jwks_compressed_against_our_wishes_is_still_read_us2_1(
+    app_factory: Callable[..., TestClient], eddsa_key: SigningKey
+) -> None:
+    # We ask for identity encoding; a proxy may gzip anyway. The key is in there: use it.
+    body = gzip.compress(dumps({"keys": [eddsa_key.public_jwk()]}))
+    with ScriptedJwks((200, {**JSON, "Content-Encoding": "gzip"}, body)) as scripted:
+        client = app_factory(better_auth_url=scripted.base_url)
+        token = eddsa(eddsa_key, scripted.base_url)
+        response = client.get(TASKS, headers=bearer(token))
+    assert response.status_code == 200, response.text
+
+
+def test_jwks_that_inflates_past_256_kib_is_503_fr002(
+    app_factory: Callable[..., TestClient], write: Write, eddsa_key: SigningKey
+) -> None:
+    # 4 KiB on the wire, 4 MiB decompressed: the cap counts what we would hold in memory.
+    padded = {"keys": [eddsa_key.public_jwk()], "_": " " * 2**22}
+    body = gzip.compress(dumps(padded))
+    assert len(body) < 2**13
+    with ScriptedJwks((200, {**JSON, "Content-Encoding": "gzip"}, body)) as scripted:
+        token = eddsa(eddsa_key, scripted.base_url)
+        assert_keys_unavailable(write(token, app_factory(better_auth_url=scripted.base_url)), token)
+
+
+def test_refused_jwks_connection_on_a_cold_cache_is_503_fr002(
+    app_factory: Callable[..., TestClient], write: Write, eddsa_key: SigningKey
+) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    token = eddsa(eddsa_key, closed)
+    assert_keys_unavailable(write(token, app_factory(better_auth_url=closed)), token)
+
+
+# ---- what a JWKS may not contain (US2-2) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("alg", ["RS256", "PS256", "EdDSA", "ES256"])
+def test_key_published_with_its_private_half_is_never_used_us2_2(
+    fresh_client: TestClient, jwks: JwksServer, origin: str, alg: str
+) -> None:
+    # A JWKS that leaks its private key is misconfigured: anyone could sign with that key.
+    key = published(alg)
+    key.extra = private_members(key)
+    assert key.extra
+    jwks.keys = [key]
+    assert_rejected(fresh_client, jwks_token(key, origin), "Token signing key is unknown")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"crv": ["Ed25519"]}, {"crv": "X25519"}, {"use": "enc"}, {"alg": "ES256"}, {"kty": "EC"}],
+    ids=["crv-list", "crv-other", "use-enc", "alg-other", "kty-other"],
+)
+def test_key_whose_entry_does_not_fit_the_token_is_401_us2_2(
+    fresh_client: TestClient, jwks: JwksServer, origin: str, extra: dict[str, Any]
+) -> None:
+    key = published("EdDSA", extra)
+    jwks.keys = [key]
+    assert_rejected(
+        fresh_client, jwks_token(key, origin), "Token algorithm does not match its signing key"
+    )
+
+
+# ---- concurrency on a cold cache (FR-002) -------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_concurrent_requests_on_a_cold_cache_share_one_jwks_fetch_fr002(
+    pg_url: str, eddsa_key: SigningKey
+) -> None:
+    jwks = JwksServer([eddsa_key], delay=1.0).start()  # slow: all 20 arrive during the fetch
+    env = {"ENVIRONMENT": "production", "DATABASE_URL": pg_url, "BETTER_AUTH_URL": jwks.base_url}
+    server = LiveServer({**env, "LOG_LEVEL": "WARNING"})
+    token, requests = eddsa(eddsa_key, jwks.base_url), 20
+    start = threading.Barrier(requests)
+
+    def call(_: int) -> tuple[int, float]:
+        start.wait()
+        began = time.monotonic()
+        response = httpx2.get(f"{server.url}{TASKS}", headers=bearer(token), timeout=30)
+        return response.status_code, time.monotonic() - began
+
+    try:
+        server.wait_ready()
+        with ThreadPoolExecutor(requests) as pool:
+            results = list(pool.map(call, range(requests)))
+    finally:
+        server.stop()
+        jwks.stop()
+    assert [status for status, _ in results] == [200] * requests
+    assert min(took for _, took in results) > 0.5  # each one waited on the single fetch
+    assert jwks.hits == 1
