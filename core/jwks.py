@@ -4,6 +4,11 @@ A key verifies only tokens of an allow-listed algorithm, with the key type and c
 algorithm needs, and only if its entry lets it verify signatures (``use``). A key published with
 private members is never used.
 
+Rotation never signs a user out: a ``kid`` this cache does not know is looked up in a JWKS
+fetched after the token arrived. Fetches are spaced, so a flood of forged kids costs Better Auth
+at most one fetch per spacing; a token that arrives before the next fetch is allowed waits for
+it (at most the spacing) rather than being refused from a list older than itself.
+
 Answers with keys or with this module's exceptions; turning them into HTTP is the caller's job.
 """
 
@@ -22,7 +27,9 @@ log = logging.getLogger("taskapi.auth")
 JWKS_MAX_BYTES = 256 * 1024
 JWKS_FETCH_SECONDS = 5.0  # the whole fetch, however slowly the server trickles its answer
 JWKS_TTL_SECONDS = 3600.0  # then refreshed in the background; requests never wait for it
-REFETCH_SPACING_SECONDS = 10.0  # the least time between two fetches after a successful one
+# The least time between two fetches after a successful one, and so the longest a token with a
+# new kid waits. Read when a cache is built (tests shorten it).
+REFETCH_SPACING_SECONDS = 10.0
 # Members only a private (or symmetric) JWK has. A JWKS that publishes one is misconfigured;
 # such a key is never used.
 PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
@@ -37,7 +44,7 @@ ASYMMETRIC_ALGORITHMS: dict[str, tuple[str, frozenset[str] | None]] = {
 
 
 class UnknownKey(Exception):
-    """No usable key has this kid."""
+    """No usable key has this kid, in a JWKS fetched after the token arrived."""
 
 
 class KeyMismatch(Exception):
@@ -49,15 +56,15 @@ class KeysUnavailable(Exception):
 
 
 class JwksCache:
-    """Better Auth's public keys, fetched without blocking the event loop.
+    """Better Auth's public keys, cached for ``ttl`` seconds and kept past that if a refresh fails.
 
-    Keys are cached for ``ttl`` seconds and kept past that if a refresh fails. An unknown ``kid``
-    (key rotation) triggers a refetch. Fetches are spaced, counted from the end of the last one:
-    ``min_refetch_interval`` after a success, so a flood of forged kids cannot turn into a flood
-    of requests to Better Auth; ``retry_interval`` after a failure (give it the 503's
-    Retry-After), so the service recovers as soon as Better Auth does. Requests that queued
-    behind a fetch take its result instead of starting another: none waits longer than one
-    fetch's deadline.
+    Fetches are spaced, counted from the end of the last one: ``min_refetch_interval`` after a
+    success, ``retry_interval`` after a failure (give it the 503's Retry-After: a client that
+    retries then finds a fetch allowed, and the service recovers as soon as Better Auth does).
+    A request that needs a fetch waits for the next allowed one after a success (rotation: at
+    most the spacing), but not after a failure (it answers 503, retry later). Requests that
+    queued behind a fetch take its result instead of starting another when that fetch began
+    after they arrived.
     """
 
     def __init__(
@@ -67,17 +74,19 @@ class JwksCache:
         *,
         retry_interval: float,
         ttl: float = JWKS_TTL_SECONDS,
-        min_refetch_interval: float = REFETCH_SPACING_SECONDS,
+        min_refetch_interval: float | None = None,
     ) -> None:
         self.url = url
         self._client = client
         self._ttl = ttl
-        self._min_interval = min_refetch_interval
+        self._min_interval = (
+            REFETCH_SPACING_SECONDS if min_refetch_interval is None else min_refetch_interval
+        )
         self._retry_interval = retry_interval
         self._keys: dict[str, dict[str, Any]] = {}
         self._parsed: dict[tuple[str, str], jwt.PyJWK] = {}
         self._fetched_at: float | None = None  # last successful fetch, for the TTL
-        self._checked_at = float("-inf")  # end of the last fetch, successful or not
+        self._began_at = float("-inf")  # start of the last fetch that ended, however it ended
         self._next_fetch_at = float("-inf")
         self._last_fetch_failed = False
         self._lock = asyncio.Lock()
@@ -89,11 +98,12 @@ class JwksCache:
         Raises UnknownKey, KeyMismatch, or KeysUnavailable (the JWKS is unreachable or unusable
         and no cached key has this kid).
         """
-        now = time.monotonic()
-        if kid not in self._keys:
-            await self._refresh(now)  # rotation, or the first request: this one has to wait
-        elif self._fetched_at is None or now - self._fetched_at > self._ttl:
-            self._refresh_in_background(now)  # serve the cached key; never wait on Better Auth
+        arrived = time.monotonic()
+        if kid in self._keys:
+            if self._fetched_at is None or arrived - self._fetched_at > self._ttl:
+                self._refresh_in_background(arrived)  # serve the cached key; never wait
+        else:
+            await self._fetch_since(arrived, kid)  # rotation, or the first request
         jwk = self._keys.get(kid)
         if jwk is None:
             if self._last_fetch_failed:
@@ -108,37 +118,65 @@ class JwksCache:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._background
 
+    async def _fetch_since(self, arrived: float, kid: str) -> None:
+        """Return once ``kid`` is known or a fetch that began after ``arrived`` has ended.
+
+        Never starts a fetch before the spacing allows: after a successful fetch it waits for
+        the next one (at most the spacing); after a failed one it returns at once, and the
+        request answers 503 with Retry-After.
+        """
+        while True:
+            async with self._lock:
+                if kid in self._keys or self._began_at >= arrived:
+                    return
+                wait = self._next_fetch_at - time.monotonic()
+                if wait <= 0:
+                    await self._fetch()
+                    continue
+                if self._last_fetch_failed:
+                    return
+            await asyncio.sleep(wait)
+
     def _refresh_in_background(self, requested_at: float) -> None:
         if self._background is None or self._background.done():
             self._background = asyncio.create_task(self._refresh(requested_at))
 
     async def _refresh(self, requested_at: float) -> None:
         async with self._lock:
-            if self._checked_at >= requested_at or time.monotonic() < self._next_fetch_at:
-                return  # a fetch ended after this request came in, or it is too soon for one
-            try:
-                async with asyncio.timeout(JWKS_FETCH_SECONDS):
-                    keys = self._read(await self._download())
-            except (httpx.HTTPError, ValueError, RecursionError, TimeoutError) as exc:
-                self._last_fetch_failed = True
-                # The type and a short message: never a whole (possibly huge) response body.
-                error = f"{type(exc).__name__}: {str(exc)[:200]}"
-                log.warning("JWKS fetch failed", extra={"jwks_url": self.url, "error": error})
-                pause = self._retry_interval
-            else:
-                # Parsed keys whose JWK is unchanged are kept (the same objects): tokens verified
-                # with them stay verified (the token cache compares keys by identity).
-                self._parsed = {
-                    kid_alg: parsed
-                    for kid_alg, parsed in self._parsed.items()
-                    if kid_alg[0] in keys and keys[kid_alg[0]] == self._keys.get(kid_alg[0])
-                }
-                self._keys = keys
-                self._fetched_at = time.monotonic()
-                self._last_fetch_failed = False
-                pause = self._min_interval
-            self._checked_at = time.monotonic()
-            self._next_fetch_at = self._checked_at + pause
+            if self._began_at >= requested_at or time.monotonic() < self._next_fetch_at:
+                return  # a fetch began after the keys went stale, or it is too soon for one
+            await self._fetch()
+
+    async def _fetch(self) -> None:
+        """One fetch (the lock is held): the keys are replaced only by a usable document."""
+        began = time.monotonic()
+        try:
+            async with asyncio.timeout(JWKS_FETCH_SECONDS):
+                body = await self._download()
+            keys = self._read(body)
+        except (httpx.HTTPError, ValueError, RecursionError, TimeoutError) as exc:
+            self._last_fetch_failed = True
+            self._log_failure(exc)
+            pause = self._retry_interval
+        else:
+            # Parsed keys whose JWK is unchanged are kept (the same objects): tokens verified
+            # with them stay verified (the token cache compares keys by identity).
+            self._parsed = {
+                kid_alg: parsed
+                for kid_alg, parsed in self._parsed.items()
+                if kid_alg[0] in keys and keys[kid_alg[0]] == self._keys.get(kid_alg[0])
+            }
+            self._keys = keys
+            self._fetched_at = time.monotonic()
+            self._last_fetch_failed = False
+            pause = self._min_interval
+        self._began_at = began
+        self._next_fetch_at = time.monotonic() + pause
+
+    def _log_failure(self, exc: BaseException) -> None:
+        # The type and a short message: never a whole (possibly huge) response body.
+        error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        log.warning("JWKS fetch failed", extra={"jwks_url": self.url, "error": error})
 
     async def _download(self) -> bytes:
         request = self._client.build_request(

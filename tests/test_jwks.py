@@ -1,19 +1,24 @@
-"""Better Auth's keys (core/jwks.py): rotation, outages (503, not 401), and what a JWKS may
-hold (US2-1, US2-2, FR-002).
+"""Better Auth's keys (core/jwks.py): rotation never signs a user out, outages answer 503, and
+what a JWKS may hold (US2-1, US2-2, FR-002).
 
 Every key is real and served over HTTP on 127.0.0.1: the suite's JWKS server (tests/keys.py), or
-a scripted one that answers what a test needs (a broken document, a redirect). Tests that change
-the JWKS, make it fail or count its fetches use a fresh app (an empty key cache) and the ``jwks``
-fixture, which restores the shared server afterwards. The cache refetches on an unknown ``kid``
-at most once per 10 s; the ``clock`` fixture moves core/jwks.py's clock instead of sleeping.
-Rejected writes assert that the tasks table did not change.
+a scripted one that answers what a test needs (a broken document, a slow answer) and notes when
+it was asked. Tests that change the JWKS, make it fail or count its fetches use a fresh app (an
+empty key cache) and the ``jwks`` fixture, which restores the shared server afterwards. Fetches
+are spaced (10 s after a success): tests that only need that time to have passed move
+core/jwks.py's clock (``clock``); tests where a request really waits for the spacing shorten it
+to ``SPACING``. Rejected writes assert that the tasks table did not change.
 """
 
+import asyncio
 import gzip
+import itertools
 import json
+import math
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,12 +33,14 @@ from sqlalchemy import create_engine, select
 
 from core import jwks as jwks_module
 from core.errors import RETRY_AFTER_SECONDS
+from core.jwks import JwksCache, UnknownKey
 from models import tasks
 from tests.conftest import LiveServer
 from tests.keys import ALICE, JwksServer, SigningKey, bearer, generate_key, mint
 from tests.test_auth import (
     KEYS_UNAVAILABLE,
     TASKS,
+    assert_401,
     assert_accepted,
     assert_rejected,
     jwks_token,
@@ -43,7 +50,10 @@ from tests.test_auth import (
 Write = Callable[..., httpx2.Response]  # write(token, client=pg_client)
 Answer = tuple[int, dict[str, str], bytes]  # status, headers, body of a scripted JWKS response
 JSON = {"Content-Type": "application/json"}
+SPACING = 1.0  # seconds between two fetches, where a test shortens the spacing
 RETRY = float(RETRY_AFTER_SECONDS)
+UNKNOWN_KEY = "Token signing key is unknown"
+NOT_FITTING = "Token algorithm does not match its signing key"
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -66,6 +76,10 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value).encode()
 
 
+def document(*keys: SigningKey) -> Answer:
+    return 200, JSON, dumps({"keys": [key.public_jwk() for key in keys]})
+
+
 def eddsa(key: SigningKey, origin: str) -> str:
     """A token as Better Auth signs it: its kid, and the origin as iss and aud."""
     return mint(ALICE, alg=key.alg, key=key.private, kid=key.kid, issuer=origin, audience=origin)
@@ -80,13 +94,19 @@ def assert_keys_unavailable(response: httpx2.Response, token: str) -> None:
 
 
 class ScriptedJwks(ThreadingHTTPServer):
-    """A misbehaving Better Auth on 127.0.0.1: answers every GET with ``answer``, counting them."""
+    """A Better Auth on 127.0.0.1 that answers every GET with ``answer`` (as it was when the
+    request came in, sent ``delay`` seconds later), noting when each request came in."""
 
-    def __init__(self, answer: Answer) -> None:
-        self.answer, self.hits = answer, 0
+    def __init__(self, answer: Answer, delay: float = 0.0) -> None:
+        self.answer, self.delay = answer, delay
+        self.asked_at: list[float] = []
         super().__init__(("127.0.0.1", 0), ScriptedHandler)
         self.base_url = f"http://127.0.0.1:{self.server_address[1]}"
         threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def hits(self) -> int:
+        return len(self.asked_at)
 
     def __exit__(self, *args: Any) -> None:
         self.shutdown()
@@ -97,8 +117,9 @@ class ScriptedHandler(BaseHTTPRequestHandler):
     server: ScriptedJwks
 
     def do_GET(self) -> None:
-        self.server.hits += 1
+        self.server.asked_at.append(time.monotonic())
         status, headers, body = self.server.answer
+        time.sleep(self.server.delay)
         self.send_response(status)
         for name, value in {**headers, "Content-Length": str(len(body))}.items():
             self.send_header(name, value)
@@ -153,6 +174,15 @@ def fresh_client(app_factory: Callable[..., TestClient]) -> TestClient:
 
 
 @pytest.fixture
+def spaced_client(
+    app_factory: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
+) -> TestClient:
+    """As ``fresh_client``, with fetches spaced by ``SPACING`` instead of 10 s."""
+    monkeypatch.setattr(jwks_module, "REFETCH_SPACING_SECONDS", SPACING)
+    return app_factory()
+
+
+@pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
     monkeypatch.setattr(jwks_module, "time", fake)
@@ -184,7 +214,7 @@ def write(pg_client: TestClient, pg_url: str) -> Iterator[Write]:
     engine.dispose()
 
 
-# ---- key rotation (US2-1, US2-2) ----------------------------------------------------------------
+# ---- key rotation: never a sign-out (US2-1, US2-2) ----------------------------------------------
 
 
 def test_every_key_of_a_rotated_jwks_is_accepted_us2_1(
@@ -196,7 +226,7 @@ def test_every_key_of_a_rotated_jwks_is_accepted_us2_1(
     assert_accepted(fresh_client, jwks_token(new, origin))
 
 
-def test_new_key_is_fetched_on_unknown_kid_and_refetch_is_rate_limited_us2_1_us2_2(
+def test_new_key_is_fetched_on_unknown_kid_us2_1(
     fresh_client: TestClient, jwks: JwksServer, origin: str, clock: Clock
 ) -> None:
     old, new = generate_key("EdDSA"), generate_key("EdDSA")
@@ -210,11 +240,128 @@ def test_new_key_is_fetched_on_unknown_kid_and_refetch_is_rate_limited_us2_1_us2
     assert_accepted(fresh_client, jwks_token(new, origin))
     assert jwks.hits == hits + 2
 
-    # Within 10 s of that refetch, another unknown kid costs the JWKS server nothing.
-    assert_rejected(
-        fresh_client, jwks_token(old, origin, kid="forged"), "Token signing key is unknown"
+
+def test_new_kid_right_after_a_fetch_waits_for_the_next_one_and_is_accepted_us2_1(
+    spaced_client: TestClient, jwks: JwksServer, origin: str, write: Write
+) -> None:
+    # Better Auth starts signing with a new key just after we fetched its JWKS. The token waits
+    # for the next fetch the spacing allows and is accepted: a 401 here signs the user out.
+    old, new = generate_key("EdDSA"), generate_key("EdDSA")
+    jwks.keys = [old]
+    first = time.monotonic()
+    assert_accepted(spaced_client, jwks_token(old, origin))
+    hits = jwks.hits
+    jwks.keys = [old, new]
+    sent = time.monotonic()
+    created = spaced_client.post(
+        TASKS, json={"title": "x"}, headers=bearer(jwks_token(new, origin))
     )
-    assert jwks.hits == hits + 2
+    assert created.status_code == 201, created.text
+    assert created.json()["user_id"] == ALICE
+    assert jwks.hits == hits + 1
+    done = time.monotonic()
+    assert done - first >= SPACING  # the spacing held
+    assert done - sent < SPACING + 1.0  # and bounded the wait
+
+
+def test_kid_still_unknown_after_a_fresh_fetch_is_401_us2_2(
+    spaced_client: TestClient, jwks: JwksServer, origin: str, write: Write
+) -> None:
+    key = generate_key("EdDSA")
+    jwks.keys = [key]
+    assert_accepted(spaced_client, jwks_token(key, origin))
+    hits = jwks.hits
+    token = jwks_token(key, origin, kid="never-published")
+    assert_401(write(token, spaced_client), UNKNOWN_KEY, token=token)
+    assert jwks.hits == hits + 1  # looked up in a JWKS fetched after it arrived, then refused
+
+
+def test_new_kid_whose_awaited_fetch_fails_is_503_not_401_us2_1(
+    spaced_client: TestClient, jwks: JwksServer, origin: str, write: Write
+) -> None:
+    old, new = generate_key("EdDSA"), generate_key("EdDSA")
+    jwks.keys = [old]
+    assert_accepted(spaced_client, jwks_token(old, origin))
+    hits = jwks.hits
+    jwks.keys, jwks.fail = [old, new], True
+    token = jwks_token(new, origin)
+    assert_keys_unavailable(write(token, spaced_client), token)  # retry later, still signed in
+    assert jwks.hits == hits + 1
+    jwks.fail = False
+    time.sleep(RETRY)  # what Retry-After says
+    assert_accepted(spaced_client, token)
+
+
+def test_a_thousand_requests_with_random_kids_cost_at_most_one_fetch_per_spacing_us2_2(
+    app_factory: Callable[..., TestClient],
+    eddsa_key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Forged kids arriving over 2.5 spacings. Each waits (at most the spacing, plus the fetch)
+    # for a fetch that began after it arrived, and is then refused: 401, never 503. Better Auth
+    # is asked at most once per spacing, however many kids there are.
+    monkeypatch.setattr(jwks_module, "REFETCH_SPACING_SECONDS", SPACING)
+    spread, count = 2.5 * SPACING, 1000
+    with ScriptedJwks(document(eddsa_key)) as scripted:
+        client = app_factory(better_auth_url=scripted.base_url, better_auth_secret=None)
+        assert_accepted(client, eddsa(eddsa_key, scripted.base_url))  # the keys, just fetched
+        forged = [
+            jwks_token(eddsa_key, scripted.base_url, kid=uuid.uuid4().hex) for _ in range(count)
+        ]
+
+        async def flood() -> list[tuple[int, Any, float]]:
+            transport = httpx2.ASGITransport(app=client.app)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://api") as http:
+
+                async def call(n: int, token: str) -> tuple[int, Any, float]:
+                    await asyncio.sleep(n * spread / count)
+                    sent = time.monotonic()
+                    response = await http.get(TASKS, headers=bearer(token))
+                    return response.status_code, response.json(), time.monotonic() - sent
+
+                return await asyncio.gather(*(call(n, t) for n, t in enumerate(forged)))
+
+        assert client.portal is not None
+        answers = client.portal.call(flood)
+        asked_at = list(scripted.asked_at)
+    assert {(status, body["detail"]) for status, body, _ in answers} == {(401, UNKNOWN_KEY)}
+    # At most the spacing and a fetch, plus the time to serve 1,000 requests on a shared CPU.
+    assert max(took for _, _, took in answers) < SPACING + 5.0
+    # The fetch before the flood, then one per spacing while forged kids keep arriving.
+    assert 3 <= len(asked_at) <= 2 + math.ceil(spread / SPACING)
+    assert min(later - earlier for earlier, later in itertools.pairwise(asked_at)) >= SPACING
+
+
+def test_token_arriving_during_a_fetch_that_predates_its_key_waits_for_the_next_us2_1() -> None:
+    # A fetch under way when Better Auth publishes a new key answers without it; a token signed
+    # with that key arrived after the fetch began, so that answer cannot refuse it.
+    old, new = generate_key("EdDSA"), generate_key("EdDSA")
+    with ScriptedJwks(document(old)) as scripted:
+
+        async def scenario() -> tuple[float, bool]:
+            async with httpx2.AsyncClient() as http:
+                cache = JwksCache(
+                    scripted.base_url, http, retry_interval=RETRY, min_refetch_interval=SPACING
+                )
+                await cache.key(old.kid, "EdDSA")
+                await asyncio.sleep(SPACING)  # the next fetch is allowed
+                scripted.delay = 0.5
+                forged = asyncio.create_task(cache.key("forged", "EdDSA"))  # starts fetch 2
+                await asyncio.sleep(0.2)
+                scripted.answer, scripted.delay = document(old, new), 0.0  # rotated meanwhile
+                started = time.monotonic()
+                await cache.key(new.kid, "EdDSA")  # fetch 3, once the spacing allows
+                waited = time.monotonic() - started
+                try:
+                    await forged
+                except UnknownKey:
+                    return waited, True
+                return waited, False
+
+        waited, forged_refused = asyncio.run(scenario())
+        assert scripted.hits == 3
+    assert forged_refused  # its fetch began after it arrived: that answer stands
+    assert waited < SPACING + 1.0
 
 
 # ---- JWKS unavailable (US2-2, FR-002) -----------------------------------------------------------
