@@ -1,8 +1,10 @@
 """Better Auth's public keys (its JWKS): fetched without blocking, checked, cached, refetched.
 
-A key verifies only tokens of an allow-listed algorithm, with the key type and curve that
-algorithm needs, and only if its entry lets it verify signatures (``use``). A key published with
-private members is never used.
+The key rules (SPEC.md): a key verifies only tokens of an allow-listed algorithm, with the key
+type and curve that algorithm needs, and only if its entry lets it verify signatures (``use``,
+``key_ops``). A key published with private members, or an RSA key under 2048 bits, is never
+used. A document that names one ``kid`` twice is refused whole: which of the two keys a token
+means cannot be known.
 
 Rotation never signs a user out: a ``kid`` this cache does not know is looked up in a JWKS
 fetched after the token arrived. Fetches are spaced, so a flood of forged kids costs Better Auth
@@ -17,10 +19,12 @@ import contextlib
 import json
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 import httpx2 as httpx
 import jwt
+from jwt.algorithms import RSAAlgorithm
 
 log = logging.getLogger("taskapi.auth")
 
@@ -30,8 +34,8 @@ JWKS_TTL_SECONDS = 3600.0  # then refreshed in the background; requests never wa
 # The least time between two fetches after a successful one, and so the longest a token with a
 # new kid waits. Read when a cache is built (tests shorten it).
 REFETCH_SPACING_SECONDS = 10.0
-# Members only a private (or symmetric) JWK has. A JWKS that publishes one is misconfigured;
-# such a key is never used.
+MIN_RSA_BITS = 2048  # NIST SP 800-57; Better Auth's default modulus
+# Members only a private (or symmetric) JWK has. A JWKS that publishes one is misconfigured.
 PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 # alg -> (JWK kty, allowed curves). The allow-list of SPEC.md; anything else is refused.
 ASYMMETRIC_ALGORITHMS: dict[str, tuple[str, frozenset[str] | None]] = {
@@ -53,6 +57,14 @@ class KeyMismatch(Exception):
 
 class KeysUnavailable(Exception):
     """The JWKS could not be fetched, and no cached key has this kid."""
+
+
+class DuplicateKid(ValueError):
+    """The JWKS document names a kid more than once: refused whole."""
+
+    def __init__(self, kids: list[str]) -> None:
+        super().__init__(f"JWKS names a kid more than once: {', '.join(kids)[:200]}")
+        self.kids = frozenset(kids)
 
 
 class JwksCache:
@@ -84,11 +96,13 @@ class JwksCache:
         )
         self._retry_interval = retry_interval
         self._keys: dict[str, dict[str, Any]] = {}
+        self._refused: frozenset[str] = frozenset()  # kids in the JWKS that are never used
         self._parsed: dict[tuple[str, str], jwt.PyJWK] = {}
         self._fetched_at: float | None = None  # last successful fetch, for the TTL
         self._began_at = float("-inf")  # start of the last fetch that ended, however it ended
         self._next_fetch_at = float("-inf")
         self._last_fetch_failed = False
+        self._duplicates_logged: frozenset[str] = frozenset()
         self._lock = asyncio.Lock()
         self._background: asyncio.Task[None] | None = None
 
@@ -102,11 +116,11 @@ class JwksCache:
         if kid in self._keys:
             if self._fetched_at is None or arrived - self._fetched_at > self._ttl:
                 self._refresh_in_background(arrived)  # serve the cached key; never wait
-        else:
+        elif kid not in self._refused:
             await self._fetch_since(arrived, kid)  # rotation, or the first request
         jwk = self._keys.get(kid)
         if jwk is None:
-            if self._last_fetch_failed:
+            if self._last_fetch_failed and kid not in self._refused:
                 raise KeysUnavailable
             raise UnknownKey
         return self._parsed_key(kid, jwk, alg)
@@ -127,7 +141,7 @@ class JwksCache:
         """
         while True:
             async with self._lock:
-                if kid in self._keys or self._began_at >= arrived:
+                if kid in self._keys or kid in self._refused or self._began_at >= arrived:
                     return
                 wait = self._next_fetch_at - time.monotonic()
                 if wait <= 0:
@@ -153,7 +167,7 @@ class JwksCache:
         try:
             async with asyncio.timeout(JWKS_FETCH_SECONDS):
                 body = await self._download()
-            keys = self._read(body)
+            keys, refused = self._read(body)
         except (httpx.HTTPError, ValueError, RecursionError, TimeoutError) as exc:
             self._last_fetch_failed = True
             self._log_failure(exc)
@@ -166,14 +180,19 @@ class JwksCache:
                 for kid_alg, parsed in self._parsed.items()
                 if kid_alg[0] in keys and keys[kid_alg[0]] == self._keys.get(kid_alg[0])
             }
-            self._keys = keys
+            self._keys, self._refused = keys, frozenset(refused)
             self._fetched_at = time.monotonic()
             self._last_fetch_failed = False
+            self._duplicates_logged = frozenset()
             pause = self._min_interval
         self._began_at = began
         self._next_fetch_at = time.monotonic() + pause
 
     def _log_failure(self, exc: BaseException) -> None:
+        if isinstance(exc, DuplicateKid):
+            if exc.kids == self._duplicates_logged:
+                return  # the same broken document again: said once is enough
+            self._duplicates_logged = exc.kids
         # The type and a short message: never a whole (possibly huge) response body.
         error = f"{type(exc).__name__}: {str(exc)[:200]}"
         log.warning("JWKS fetch failed", extra={"jwks_url": self.url, "error": error})
@@ -194,28 +213,42 @@ class JwksCache:
             await response.aclose()
         return bytes(body)
 
-    def _read(self, body: bytes) -> dict[str, dict[str, Any]]:
+    def _read(self, body: bytes) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """The usable keys by kid, and the kids refused with the reason (logged when new)."""
         document = json.loads(body)
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise ValueError("not a JWKS document")
+        entries = [
+            jwk
+            for jwk in document["keys"]
+            if isinstance(jwk, dict) and isinstance(jwk.get("kid"), str)
+        ]
+        named = Counter(jwk["kid"] for jwk in entries)
+        duplicates = sorted(kid for kid, count in named.items() if count > 1)
+        if duplicates:
+            raise DuplicateKid(duplicates)
         keys: dict[str, dict[str, Any]] = {}
-        for jwk in document["keys"]:
-            if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str):
-                continue
-            if PRIVATE_JWK_MEMBERS & jwk.keys():
-                log.warning("JWKS key has private members; ignored", extra={"kid": jwk["kid"]})
-                continue
-            keys[jwk["kid"]] = jwk
-        return keys
+        refused: dict[str, str] = {}
+        for jwk in entries:
+            reason = _refusal(jwk)
+            if reason is None:
+                keys[jwk["kid"]] = jwk
+            else:
+                refused[jwk["kid"]] = reason
+                if jwk["kid"] not in self._refused:
+                    log.warning("JWKS key ignored: %s", reason, extra={"kid": jwk["kid"]})
+        return keys, refused
 
     def _parsed_key(self, kid: str, jwk: dict[str, Any], alg: str) -> jwt.PyJWK:
         kty, curves = ASYMMETRIC_ALGORITHMS[alg]
-        crv = jwk.get("crv")
+        crv, operations = jwk.get("crv"), jwk.get("key_ops", ["verify"])
         fits = (
             jwk.get("kty") == kty
             and (curves is None or (isinstance(crv, str) and crv in curves))
             and jwk.get("alg", alg) == alg
             and jwk.get("use", "sig") == "sig"
+            and isinstance(operations, list)
+            and "verify" in operations
         )
         if not fits:
             raise KeyMismatch
@@ -228,3 +261,17 @@ class JwksCache:
                 raise UnknownKey from None
             self._parsed[(kid, alg)] = parsed
         return parsed
+
+
+def _refusal(jwk: dict[str, Any]) -> str | None:
+    """Why this published key may never be used, or None."""
+    if PRIVATE_JWK_MEMBERS & jwk.keys():
+        return "it has private members"
+    if jwk.get("kty") == "RSA":
+        try:
+            bits = RSAAlgorithm.from_jwk(jwk).key_size
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+            return None  # malformed: refused when a token names it (unusable key)
+        if bits < MIN_RSA_BITS:
+            return f"its RSA modulus is {bits} bits, under {MIN_RSA_BITS}"
+    return None

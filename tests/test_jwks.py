@@ -1,5 +1,5 @@
 """Better Auth's keys (core/jwks.py): rotation never signs a user out, outages answer 503, and
-what a JWKS may hold (US2-1, US2-2, FR-002).
+only keys that pass the key rules verify anything (US2-1, US2-2, FR-002).
 
 Every key is real and served over HTTP on 127.0.0.1: the suite's JWKS server (tests/keys.py), or
 a scripted one that answers what a test needs (a broken document, a slow answer) and notes when
@@ -14,11 +14,13 @@ import asyncio
 import gzip
 import itertools
 import json
+import logging
 import math
 import socket
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +28,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx2
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from jwt.algorithms import get_default_algorithms
 from sqlalchemy import create_engine, select
@@ -150,6 +154,17 @@ def private_members(key: SigningKey) -> dict[str, Any]:
     return {name: jwk[name] for name in ("d", "p", "q", "dp", "dq", "qi") if name in jwk}
 
 
+class Records(logging.Handler):
+    """What core/jwks.py logged: (message, error) of each record."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.getMessage(), str(getattr(record, "error", ""))))
+
+
 # ---- fixtures -----------------------------------------------------------------------------------
 
 
@@ -212,6 +227,15 @@ def write(pg_client: TestClient, pg_url: str) -> Iterator[Write]:
 
     yield post
     engine.dispose()
+
+
+@pytest.fixture
+def jwks_log() -> Iterator[list[tuple[str, str]]]:
+    records = Records()
+    logger = logging.getLogger("taskapi.auth")
+    logger.addHandler(records)
+    yield records.lines
+    logger.removeHandler(records)
 
 
 # ---- key rotation: never a sign-out (US2-1, US2-2) ----------------------------------------------
@@ -554,7 +578,7 @@ def test_refused_jwks_connection_on_a_cold_cache_is_503_fr002(
     assert_keys_unavailable(write(token, app_factory(better_auth_url=closed)), token)
 
 
-# ---- what a JWKS may not contain (US2-2) -------------------------------------------------------
+# ---- the key rules: what a JWKS may hold (US2-2) ------------------------------------------------
 
 
 @pytest.mark.parametrize("alg", ["RS256", "PS256", "EdDSA", "ES256"])
@@ -582,6 +606,118 @@ def test_key_whose_entry_does_not_fit_the_token_is_401_us2_2(
     assert_rejected(
         fresh_client, jwks_token(key, origin), "Token algorithm does not match its signing key"
     )
+
+
+@pytest.mark.parametrize(
+    "key_ops",
+    [["encrypt"], ["sign"], ["verify "], [], "verify", None],
+    ids=["encrypt", "sign", "padded", "empty", "not-a-list", "null"],
+)
+def test_key_whose_key_ops_do_not_allow_verify_is_401_us2_2(
+    fresh_client: TestClient, jwks: JwksServer, origin: str, write: Write, key_ops: object
+) -> None:
+    # RFC 7517 §4.3: key_ops lists what a key is for, as use does; a key not for "verify"
+    # verifies nothing.
+    key = published("EdDSA", {"key_ops": key_ops})
+    jwks.keys = [key]
+    token = jwks_token(key, origin)
+    assert_401(write(token, fresh_client), NOT_FITTING, token=token)
+
+
+@pytest.mark.parametrize("key_ops", [["verify"], ["sign", "verify"]], ids=["verify", "both"])
+def test_key_whose_key_ops_allow_verify_is_used_us2_1(
+    fresh_client: TestClient, jwks: JwksServer, origin: str, key_ops: list[str]
+) -> None:
+    key = published("EdDSA", {"key_ops": key_ops})
+    jwks.keys = [key]
+    assert_accepted(fresh_client, jwks_token(key, origin))
+
+
+@pytest.mark.parametrize("bits", [1024, 2047])
+@pytest.mark.parametrize("alg", ["RS256", "PS256"])
+def test_rsa_key_under_2048_bits_is_never_used_and_logged_once_us2_2(
+    fresh_client: TestClient,
+    jwks: JwksServer,
+    origin: str,
+    write: Write,
+    jwks_log: list[tuple[str, str]],
+    clock: Clock,
+    alg: str,
+    bits: int,
+) -> None:
+    weak = SigningKey(alg, uuid.uuid4().hex, rsa.generate_private_key(65537, bits))
+    jwks.keys = [weak]
+    with warnings.catch_warnings():  # PyJWT signs with it all the same; it only warns
+        warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+        token = jwks_token(weak, origin)
+    hits = jwks.hits
+    for _ in range(2):
+        assert_401(write(token, fresh_client), UNKNOWN_KEY, token=token)
+        clock.advance(11)  # a fetch would be allowed: a refused key is no reason for one
+    assert jwks.hits == hits + 1
+    unpublished = jwks_token(generate_key("EdDSA"), origin)
+    assert_401(write(unpublished, fresh_client), UNKNOWN_KEY, token=unpublished)
+    assert jwks.hits == hits + 2  # the same document again: the weak key is not logged again
+    assert jwks_log == [(f"JWKS key ignored: its RSA modulus is {bits} bits, under 2048", "")]
+
+
+def test_rsa_key_of_2048_bits_is_used_us2_1(
+    fresh_client: TestClient, jwks: JwksServer, origin: str
+) -> None:
+    key = SigningKey("RS256", uuid.uuid4().hex, rsa.generate_private_key(65537, 2048))
+    jwks.keys = [key]
+    assert_accepted(fresh_client, jwks_token(key, origin))
+
+
+DUPLICATES: dict[str, Callable[[SigningKey], list[dict[str, Any]]]] = {
+    "two-keys": lambda key: [
+        key.public_jwk(),
+        {**generate_key("EdDSA").public_jwk(), "kid": key.kid},
+    ],
+    "same-key-twice": lambda key: [key.public_jwk(), key.public_jwk()],
+}
+
+
+@pytest.mark.parametrize("entries", list(DUPLICATES))
+def test_jwks_naming_one_kid_twice_is_refused_and_logged_once_us2_2(
+    app_factory: Callable[..., TestClient],
+    eddsa_key: SigningKey,
+    write: Write,
+    jwks_log: list[tuple[str, str]],
+    clock: Clock,
+    entries: str,
+) -> None:
+    # Which of two keys a token means cannot be known: the whole document is refused, as an
+    # unusable answer is (503, retried after Retry-After), and said once in the log.
+    body = dumps({"keys": DUPLICATES[entries](eddsa_key)})
+    with ScriptedJwks((200, JSON, body)) as scripted:
+        client = app_factory(better_auth_url=scripted.base_url)
+        token = eddsa(eddsa_key, scripted.base_url)
+        for _ in range(3):
+            assert_keys_unavailable(write(token, client), token)
+            clock.advance(RETRY)  # the next request fetches the same document again
+        assert scripted.hits == 3
+    error = f"DuplicateKid: JWKS names a kid more than once: {eddsa_key.kid}"
+    assert jwks_log == [("JWKS fetch failed", error)]
+
+
+def test_jwks_naming_one_kid_twice_leaves_the_cached_keys_in_use_us2_1(
+    app_factory: Callable[..., TestClient], eddsa_key: SigningKey, write: Write, clock: Clock
+) -> None:
+    # A refused document is a failed fetch: the keys fetched before it keep verifying.
+    with ScriptedJwks(document(eddsa_key)) as scripted:
+        client = app_factory(better_auth_url=scripted.base_url)
+        token = eddsa(eddsa_key, scripted.base_url)
+        assert_accepted(client, token)
+        other = generate_key("EdDSA")
+        twice = [other.public_jwk(), {**generate_key("EdDSA").public_jwk(), "kid": other.kid}]
+        scripted.answer = (200, JSON, dumps({"keys": [eddsa_key.public_jwk(), *twice]}))
+        clock.advance(2 * 3600)  # past the TTL: refreshed in the background, and refused
+        assert_accepted(client, token)
+        newcomer = eddsa(other, scripted.base_url)
+        clock.advance(RETRY)
+        assert_keys_unavailable(write(newcomer, client), newcomer)
+        assert_accepted(client, token)
 
 
 # ---- concurrency on a cold cache (FR-002) -------------------------------------------------------
