@@ -2,7 +2,7 @@
 
 Handlers declare ``caller: CurrentUser`` and get the token's subject, the only identity this API
 knows (FR-003). The ``/api/{user_id}/tasks`` alias adds ``path_user_is_caller``, and routes built
-with ``AuthenticatedRoute`` answer a bad token before a bad body.
+with ``AuthenticatedRoute`` answer all of this before they read a body.
 
 The token rules and the verified-token cache are in core/tokens.py, Better Auth's keys in
 core/jwks.py; they answer with a subject or their own exceptions, which this module turns into
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request, Response, Security
-from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
@@ -44,6 +43,9 @@ async def current_user(
 ) -> Caller:
     """The caller named by the bearer token: 401 when there is none or it fails verification,
     503 when the keys to verify it cannot be fetched (never a 401 for a key that rotated)."""
+    known = getattr(request.state, "caller", None)
+    if isinstance(known, Caller):
+        return known  # verified earlier in this request (AuthenticatedRoute)
     verifier: TokenVerifier = request.app.state.verifier
     try:
         subject = await verifier.verify(_bearer_token(request))
@@ -53,7 +55,8 @@ async def current_user(
         raise ServiceUnavailable(
             "Authentication keys are temporarily unavailable, retry shortly"
         ) from None
-    return Caller(subject)
+    request.state.caller = caller = Caller(subject)
+    return caller
 
 
 CurrentUser = Annotated[Caller, Depends(current_user)]
@@ -69,24 +72,25 @@ async def path_user_is_caller(
 
 
 class AuthenticatedRoute(APIRoute):
-    """A route whose authentication answers before its input validation.
+    """A route that knows its caller before it reads its input.
 
-    FastAPI parses a JSON body before it runs any dependency, so a request with no valid token
-    and a malformed body would get a 400 (and learn about our input rules) instead of a 401.
-    When the input is refused, the token is checked first: a bad one turns the answer into 401.
+    FastAPI reads and validates a JSON body before it runs any dependency: a request with no
+    valid token and a malformed body would get a 400 (and learn about our input rules) instead
+    of a 401, and on the alias another user's path would get a 400 or 413 instead of a 403.
+    This route checks the token first, then, where its path has a ``{user_id}`` (the alias,
+    however it is mounted), ``path_user_is_caller``; only then is the body read. The
+    dependencies find the caller already verified.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
 
         async def handler(request: Request) -> Response:
-            try:
-                return await handle(request)
-            except (RequestValidationError, HTTPException) as refused:
-                if isinstance(refused, HTTPException) and refused.status_code != 400:
-                    raise
-                await current_user(request)  # raises the 401 (or 503) if the token fails
-                raise
+            caller = await current_user(request)  # 401 or 503
+            path_user = request.path_params.get("user_id")
+            if path_user is not None:
+                await path_user_is_caller(path_user, caller)  # 403
+            return await handle(request)
 
         return handler
 

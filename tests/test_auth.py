@@ -21,8 +21,16 @@ from typing import Any
 import httpx2
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, select
 
+from auth import AuthenticatedRoute, CurrentUser, path_user_is_caller
+from core.errors import install_error_handlers
+from core.middleware import MAX_BODY_BYTES
+from core.tokens import TokenVerifier
+from models import tasks
+from tests.conftest import make_settings
 from tests.keys import (
     ALICE,
     ASYMMETRIC,
@@ -561,3 +569,144 @@ def test_date_claim_that_is_a_numeric_string_is_401_us2_2(
     now = int(time.time())
     token = mint(ALICE, claims={claim: str(now + 900 if claim == "exp" else now - 60)})
     assert_rejected(pg_client, token, f"Token claim '{claim}' is not a number")
+
+
+# ---- the alias: the path user is checked before the body is read (FR-003, FR-008, SC-003) -------
+
+
+class StreamedBody:
+    """A chunked request body that notes whether the app asked for any of it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.read = data, False
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.read = True
+        for start in range(0, len(self.data), 64 * 1024):
+            yield self.data[start : start + 64 * 1024]
+
+
+def oversized() -> bytes:
+    """Valid JSON one byte over the body limit: only its size is wrong."""
+    head, tail = b'{"title": "big", "description": "', b'"}'
+    return head + b"d" * (MAX_BODY_BYTES + 1 - len(head) - len(tail)) + tail
+
+
+BODIES: dict[str, Callable[[], bytes | StreamedBody]] = {
+    "valid": lambda: b'{"title": "taken over", "completed": true}',
+    "malformed": lambda: b'{"title": ',
+    "not-an-object": lambda: b'["taken over"]',
+    "too-large": oversized,  # sent with its Content-Length
+    "too-large-streamed": lambda: StreamedBody(oversized()),  # chunked, no Content-Length
+}
+BODY_ROUTES = [("POST", ""), ("PUT", "/{id}"), ("PATCH", "/{id}"), ("PATCH", "/{id}/complete")]
+PATH_MISMATCH = "The user id in the path does not match the token"
+
+
+@pytest.fixture
+def table(pg_url: str) -> Iterator[Callable[[], list[tuple[Any, ...]]]]:
+    """Every row of the tasks table, for asserting that a refused request changed nothing."""
+    engine = create_engine(pg_url)
+
+    def rows() -> list[tuple[Any, ...]]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(select(tasks).order_by(tasks.c.id))]
+
+    yield rows
+    engine.dispose()
+
+
+@pytest.mark.parametrize("body", list(BODIES))
+@pytest.mark.parametrize(("method", "suffix"), BODY_ROUTES, ids=[f"{m}{s}" for m, s in BODY_ROUTES])
+@pytest.mark.parametrize(
+    ("token", "status", "detail"),
+    [
+        (mint(ALICE), 403, PATH_MISMATCH),
+        (None, 401, "Not authenticated: send Authorization: Bearer <token>"),
+        (
+            mint(ALICE, key="another-secret-0123456789abcdef-0123"),
+            401,
+            "Token signature is invalid",
+        ),
+    ],
+    ids=["valid-token", "no-token", "bad-signature"],
+)
+def test_alias_answers_for_the_caller_and_path_user_before_reading_the_body_fr003_fr008(
+    pg_client: TestClient,
+    table: Callable[[], list[tuple[Any, ...]]],
+    method: str,
+    suffix: str,
+    body: str,
+    token: str | None,
+    status: int,
+    detail: str,
+) -> None:
+    # Alice's token on Bob's path, Bob's task: 403 whatever the body (valid, malformed, not an
+    # object, too large); without a valid token, 401. Never the body's 400 or 413, and the
+    # body is not even read.
+    task = create_task(pg_client, mint(BOB))
+    before = table()
+    content = BODIES[body]()
+    headers = {"Content-Type": "application/json", **(bearer(token) if token else {})}
+    response = pg_client.request(
+        method,
+        f"/api/{BOB}/tasks{suffix.format(id=task['id'])}",
+        content=content,
+        headers=headers,
+    )
+    assert response.status_code == status, response.text
+    assert response.json() == {"detail": detail}
+    if status == 401:
+        assert response.headers["www-authenticate"] == (INVALID_TOKEN if token else NO_CREDENTIALS)
+    if isinstance(content, StreamedBody):
+        assert not content.read
+    assert table() == before
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [("valid", 201), ("malformed", 400), ("not-an-object", 400), ("too-large", 413)],
+)
+def test_alias_with_the_callers_own_id_reads_the_body_as_usual_fr008(
+    pg_client: TestClient, body: str, status: int
+) -> None:
+    # The 403 above is the path's doing: on the caller's own path the body decides.
+    response = pg_client.post(
+        f"/api/{ALICE}/tasks",
+        content=BODIES[body](),
+        headers={"Content-Type": "application/json", **bearer(mint(ALICE))},
+    )
+    assert response.status_code == status, response.text
+
+
+def test_alias_mounted_by_include_router_checks_the_path_user_before_the_body_fr003(
+    pg_url: str,
+) -> None:
+    # The task routes will be one router mounted twice from main.py, the alias with
+    # include_router(..., dependencies=[Depends(path_user_is_caller)]); FastAPI then builds the
+    # route's handler for each inclusion. The path user is still checked before the body.
+    router = APIRouter(route_class=AuthenticatedRoute)
+
+    @router.post("")
+    async def echo(caller: CurrentUser, body: dict[str, int]) -> dict[str, str]:
+        return {"caller": caller.id}
+
+    app = FastAPI()
+    app.include_router(router, prefix="/api/tasks")
+    app.include_router(
+        router, prefix="/api/{user_id}/tasks", dependencies=[Depends(path_user_is_caller)]
+    )
+    app.state.verifier = TokenVerifier(make_settings(pg_url), None)
+    install_error_handlers(app)
+    client = TestClient(app)
+    alice = {"Content-Type": "application/json", **bearer(mint(ALICE))}
+    for path in (f"/api/{BOB}/tasks", f"/api/{BOB}%20/tasks"):
+        response = client.post(path, content=b'{"n": ', headers=alice)
+        assert response.status_code == 403, response.text
+        assert response.json() == {"detail": PATH_MISMATCH}
+    assert client.post(f"/api/{ALICE}/tasks", content=b'{"n": ', headers=alice).status_code == 400
+    mine = client.post(f"/api/{ALICE}/tasks", json={"n": 1}, headers=alice)
+    assert mine.json() == {"caller": ALICE}
+    assert client.post("/api/tasks", json={"n": 1}, headers=alice).json() == {"caller": ALICE}
+    anonymous = client.post(f"/api/{BOB}/tasks", content=b'{"n": ', headers={})
+    assert anonymous.status_code == 401
