@@ -11,9 +11,15 @@ from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
-from auth import JwksCache, TokenVerifier, path_user_is_caller
+from auth import path_user_is_caller
 from core.config import ConfigurationError, Settings, get_settings
-from core.errors import drop_422_from_openapi, error_responses, install_error_handlers
+from core.errors import (
+    RETRY_AFTER_SECONDS,
+    drop_422_from_openapi,
+    error_responses,
+    install_error_handlers,
+)
+from core.jwks import JwksCache
 from core.logs import configure_logging
 from core.middleware import (
     BodySizeLimitMiddleware,
@@ -23,6 +29,7 @@ from core.middleware import (
     TrailingSlashMiddleware,
     UnhandledErrorMiddleware,
 )
+from core.tokens import TokenVerifier
 from db import DatabaseUnreachable, migrate_for_development, open_database
 from routes import health, tasks
 
@@ -44,7 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=5.0, follow_redirects=False) as client:
-            jwks = JwksCache(settings.jwks_url, client) if settings.jwks_url else None
+            jwks = None
+            if settings.jwks_url:
+                # After a failed fetch, the next one is allowed when the 503 says to retry.
+                retry = float(RETRY_AFTER_SECONDS)
+                jwks = JwksCache(settings.jwks_url, client, retry_interval=retry)
             app.state.verifier = TokenVerifier(settings, jwks)
             yield
             if jwks is not None:

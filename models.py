@@ -11,9 +11,10 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from core.tokens import USER_ID_MAX
+
 TITLE_MAX = 200
 DESCRIPTION_MAX = 10_000
-USER_ID_MAX = 255
 
 # 64-bit ids on PostgreSQL; on SQLite only "INTEGER PRIMARY KEY" is the rowid alias, and
 # AUTOINCREMENT (sqlite_autoincrement below) keeps deleted ids from ever being handed out again.

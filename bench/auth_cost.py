@@ -22,8 +22,9 @@ import httpx2 as httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from auth import JwksCache, TokenVerifier
 from core.config import Settings
+from core.jwks import JwksCache
+from core.tokens import TokenVerifier
 from tests.keys import JwksServer, generate_key, mint
 
 
@@ -69,7 +70,7 @@ async def main(iterations: int) -> None:
             for alg, token in tokens.items():
                 results = []
                 for size in (0, 4096):
-                    jwks = JwksCache(settings.jwks_url or "", client)
+                    jwks = JwksCache(settings.jwks_url or "", client, retry_interval=2.0)
                     verifier = TokenVerifier(settings, jwks, cache_size=size)
                     runs = await per_call_us(verifier, token, iterations)
                     results.append(

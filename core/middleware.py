@@ -111,7 +111,12 @@ class UnhandledErrorMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """413 for request bodies over the limit, declared (Content-Length) or streamed (chunked)."""
+    """413 for request bodies over the limit, declared (Content-Length) or streamed (chunked).
+
+    Answered when the body is read, not on arrival: a route checks the caller first (auth's
+    AuthenticatedRoute), so a request without a valid token, or for another user's path, gets
+    its 401 or 403 whatever its size, and nothing of the body is read.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -123,19 +128,20 @@ class BodySizeLimitMiddleware:
             return
         too_large = f"Request body is larger than {self.max_bytes} bytes"
         declared = dict(scope["headers"]).get(b"content-length")
+        declared_too_large = False
         if declared is not None:
             try:
                 length = int(declared)
             except ValueError:
                 await error_response(400, "Content-Length is not a number")(scope, receive, send)
                 return
-            if length > self.max_bytes:
-                await error_response(413, too_large)(scope, receive, send)
-                return
+            declared_too_large = length > self.max_bytes
         received = 0
 
         async def counting_receive() -> Message:
             nonlocal received
+            if declared_too_large:
+                raise HTTPException(413, too_large)  # before a byte of it is read
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))

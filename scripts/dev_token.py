@@ -14,8 +14,8 @@ import jwt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from auth import is_valid_user_id
 from core.config import Settings
+from core.tokens import is_valid_user_id
 
 
 def main() -> int:

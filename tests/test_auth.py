@@ -4,10 +4,9 @@ Every token here is real: HS256 with ``BETTER_AUTH_SECRET``, or signed with a re
 ES512, PS256 or RS256 key published by the local JWKS server. Each rejection is checked for its
 exact status, ``detail`` and ``WWW-Authenticate`` challenge, and for not echoing the token.
 
-``pg_client`` is one app for the whole session, so it caches the JWKS. Tests that change the JWKS
-server's keys, make it fail, or count its hits use a fresh app from ``app_factory`` (fresh cache)
-and the ``jwks`` fixture, which restores the server afterwards. The cache refetches on an unknown
-``kid`` at most once per 10 s; the ``clock`` fixture moves auth.py's clock instead of sleeping.
+``pg_client`` is one app for the whole session, so it caches the JWKS. Tests that look up a kid
+it may not know, or count the JWKS server's hits, use a fresh app from ``app_factory`` (an empty
+cache). Key rotation, JWKS outages and the key rules are tests/test_jwks.py's.
 """
 
 import base64
@@ -17,18 +16,21 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
-from jwt.algorithms import get_default_algorithms
+from sqlalchemy import create_engine, select
 
-import auth
-from core.errors import RETRY_AFTER_SECONDS
+from auth import AuthenticatedRoute, CurrentUser, path_user_is_caller
+from core.errors import install_error_handlers
+from core.middleware import MAX_BODY_BYTES
+from core.tokens import TokenVerifier
+from models import tasks
+from tests.conftest import make_settings
 from tests.keys import (
     ALICE,
     ASYMMETRIC,
@@ -121,19 +123,6 @@ def create_task(client: TestClient, token: str) -> dict[str, Any]:
     return task
 
 
-class Clock:
-    """Stands in for the ``time`` module inside auth.py only, so a test can let time pass."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def monotonic(self) -> float:
-        return time.monotonic() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-
 # ---- fixtures -----------------------------------------------------------------------------------
 
 
@@ -155,13 +144,6 @@ def jwks(jwks_server: JwksServer) -> Iterator[JwksServer]:
 def fresh_client(app_factory: Callable[..., TestClient]) -> TestClient:
     """Both modes on, default settings, and an empty JWKS cache."""
     return app_factory()
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(auth, "time", fake)
-    return fake
 
 
 # ---- accepted tokens (US2-1, FR-002, SC-001) ----------------------------------------------------
@@ -371,10 +353,12 @@ def test_token_without_kid_is_401_us2_2(
 
 
 def test_unknown_kid_is_401_us2_2(
-    pg_client: TestClient, signing_keys: dict[str, SigningKey], origin: str
+    fresh_client: TestClient, signing_keys: dict[str, SigningKey], origin: str
 ) -> None:
+    # A fresh app: its first fetch began after the token arrived, so it decides at once (on a
+    # warm cache the token would wait for the next fetch the spacing allows: test_jwks.py).
     token = jwks_token(signing_keys["EdDSA"], origin, kid=uuid.uuid4().hex)
-    assert_rejected(pg_client, token, "Token signing key is unknown")
+    assert_rejected(fresh_client, token, "Token signing key is unknown")
 
 
 @pytest.mark.parametrize(
@@ -429,106 +413,6 @@ def test_custom_issuer_and_audience_bind_hs256_tokens_us2_2_fr002(
         mint(ALICE, issuer=CUSTOM_ISSUER, audience="someone-else"),
         "Token audience is not accepted",
     )
-
-
-# ---- key rotation (US2-1, US2-2) ----------------------------------------------------------------
-
-
-def test_every_key_of_a_rotated_jwks_is_accepted_us2_1(
-    fresh_client: TestClient, jwks: JwksServer, origin: str
-) -> None:
-    old, new = generate_key("EdDSA"), generate_key("EdDSA")
-    jwks.keys = [old, new]
-    assert_accepted(fresh_client, jwks_token(old, origin))
-    assert_accepted(fresh_client, jwks_token(new, origin))
-
-
-def test_new_key_is_fetched_on_unknown_kid_and_refetch_is_rate_limited_us2_1_us2_2(
-    fresh_client: TestClient, jwks: JwksServer, origin: str, clock: Clock
-) -> None:
-    old, new = generate_key("EdDSA"), generate_key("EdDSA")
-    jwks.keys = [old]
-    hits = jwks.hits
-    assert_accepted(fresh_client, jwks_token(old, origin))
-    assert jwks.hits == hits + 1
-
-    jwks.keys = [old, new]  # Better Auth rotates later on
-    clock.advance(11)
-    assert_accepted(fresh_client, jwks_token(new, origin))
-    assert jwks.hits == hits + 2
-
-    # Within 10 s of that refetch, another unknown kid costs the JWKS server nothing.
-    assert_rejected(
-        fresh_client, jwks_token(old, origin, kid="forged"), "Token signing key is unknown"
-    )
-    assert jwks.hits == hits + 2
-
-
-# ---- JWKS unavailable (US2-2, FR-002) -----------------------------------------------------------
-
-
-def test_unreachable_jwks_without_cached_key_is_503_us2_2(
-    fresh_client: TestClient, jwks: JwksServer, signing_keys: dict[str, SigningKey], origin: str
-) -> None:
-    jwks.fail = True
-    token = jwks_token(signing_keys["EdDSA"], origin)
-    response = probe(fresh_client, token)
-    assert response.status_code == 503
-    assert response.json() == {"detail": KEYS_UNAVAILABLE}
-    assert response.headers["retry-after"] == RETRY_AFTER_SECONDS
-    assert token not in response.text
-
-
-def test_hs256_tokens_work_while_jwks_is_unreachable_fr002(
-    fresh_client: TestClient, jwks: JwksServer
-) -> None:
-    jwks.fail = True
-    assert_accepted(fresh_client, mint(ALICE))
-
-
-def test_cached_key_survives_a_jwks_outage_us2_1(
-    fresh_client: TestClient,
-    jwks: JwksServer,
-    signing_keys: dict[str, SigningKey],
-    origin: str,
-    clock: Clock,
-) -> None:
-    token = jwks_token(signing_keys["EdDSA"], origin)
-    assert_accepted(fresh_client, token)  # the keys are now cached
-    jwks.fail = True
-    assert_accepted(fresh_client, token)
-    clock.advance(2 * 3600)  # past the cache's TTL: the refresh fails, the old keys stay
-    assert_accepted(fresh_client, token)
-    # A kid that no cached key fits, while the server is down: 503, not 401.
-    response = probe(fresh_client, jwks_token(signing_keys["EdDSA"], origin, kid="rotated"))
-    assert response.status_code == 503
-    assert response.json() == {"detail": KEYS_UNAVAILABLE}
-
-
-def test_stale_keys_are_refreshed_without_making_requests_wait_us2_1(
-    fresh_client: TestClient,
-    jwks: JwksServer,
-    signing_keys: dict[str, SigningKey],
-    origin: str,
-    clock: Clock,
-) -> None:
-    token = jwks_token(signing_keys["EdDSA"], origin)
-    assert_accepted(fresh_client, token)
-    hits = jwks.hits
-    jwks.delay = 4.0  # Better Auth hangs; the app's fetch would wait for it
-    try:
-        clock.advance(2 * 3600)  # the cached keys are past their TTL
-        started = time.monotonic()
-        assert_accepted(fresh_client, token)
-        # Served from the cache while the refresh runs in the background (well under the 4 s a
-        # waiting request would take).
-        assert time.monotonic() - started < 2.0
-    finally:
-        jwks.delay = 0.0
-    deadline = time.monotonic() + 10
-    while jwks.hits == hits and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert jwks.hits == hits + 1  # the refresh did happen, once
 
 
 # ---- subject: sub, or the session cookie cache's session.userId (US2-1, US2-2) ------------------
@@ -687,113 +571,142 @@ def test_date_claim_that_is_a_numeric_string_is_401_us2_2(
     assert_rejected(pg_client, token, f"Token claim '{claim}' is not a number")
 
 
-# ---- what a JWKS may not contain (US2-2) --------------------------------------------------------
+# ---- the alias: the path user is checked before the body is read (FR-003, FR-008, SC-003) -------
 
 
-@dataclass
-class PublishedKey(SigningKey):
-    """A key whose JWKS entry the test bends: ``extra`` members are merged into it."""
+class StreamedBody:
+    """A chunked request body that notes whether the app asked for any of it."""
 
-    extra: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, data: bytes) -> None:
+        self.data, self.read = data, False
 
-    def public_jwk(self) -> dict[str, Any]:
-        return {**super().public_jwk(), **self.extra}
-
-
-def published(alg: str, extra: dict[str, Any] | None = None) -> PublishedKey:
-    key = generate_key(alg)
-    return PublishedKey(key.alg, key.kid, key.private, extra or {})
+    def __iter__(self) -> Iterator[bytes]:
+        self.read = True
+        for start in range(0, len(self.data), 64 * 1024):
+            yield self.data[start : start + 64 * 1024]
 
 
-def private_members(key: SigningKey) -> dict[str, Any]:
-    jwk = json.loads(get_default_algorithms()[key.alg].to_jwk(key.private))
-    return {name: jwk[name] for name in ("d", "p", "q", "dp", "dq", "qi") if name in jwk}
+def oversized() -> bytes:
+    """Valid JSON one byte over the body limit: only its size is wrong."""
+    head, tail = b'{"title": "big", "description": "', b'"}'
+    return head + b"d" * (MAX_BODY_BYTES + 1 - len(head) - len(tail)) + tail
 
 
-@pytest.mark.parametrize("alg", ["RS256", "PS256", "EdDSA", "ES256"])
-def test_key_published_with_its_private_half_is_never_used_us2_2(
-    fresh_client: TestClient, jwks: JwksServer, origin: str, alg: str
+BODIES: dict[str, Callable[[], bytes | StreamedBody]] = {
+    "valid": lambda: b'{"title": "taken over", "completed": true}',
+    "malformed": lambda: b'{"title": ',
+    "not-an-object": lambda: b'["taken over"]',
+    "too-large": oversized,  # sent with its Content-Length
+    "too-large-streamed": lambda: StreamedBody(oversized()),  # chunked, no Content-Length
+}
+BODY_ROUTES = [("POST", ""), ("PUT", "/{id}"), ("PATCH", "/{id}"), ("PATCH", "/{id}/complete")]
+PATH_MISMATCH = "The user id in the path does not match the token"
+
+
+@pytest.fixture
+def table(pg_url: str) -> Iterator[Callable[[], list[tuple[Any, ...]]]]:
+    """Every row of the tasks table, for asserting that a refused request changed nothing."""
+    engine = create_engine(pg_url)
+
+    def rows() -> list[tuple[Any, ...]]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(select(tasks).order_by(tasks.c.id))]
+
+    yield rows
+    engine.dispose()
+
+
+@pytest.mark.parametrize("body", list(BODIES))
+@pytest.mark.parametrize(("method", "suffix"), BODY_ROUTES, ids=[f"{m}{s}" for m, s in BODY_ROUTES])
+@pytest.mark.parametrize(
+    ("token", "status", "detail"),
+    [
+        (mint(ALICE), 403, PATH_MISMATCH),
+        (None, 401, "Not authenticated: send Authorization: Bearer <token>"),
+        (
+            mint(ALICE, key="another-secret-0123456789abcdef-0123"),
+            401,
+            "Token signature is invalid",
+        ),
+    ],
+    ids=["valid-token", "no-token", "bad-signature"],
+)
+def test_alias_answers_for_the_caller_and_path_user_before_reading_the_body_fr003_fr008(
+    pg_client: TestClient,
+    table: Callable[[], list[tuple[Any, ...]]],
+    method: str,
+    suffix: str,
+    body: str,
+    token: str | None,
+    status: int,
+    detail: str,
 ) -> None:
-    # A JWKS that leaks its private key is misconfigured: anyone could sign with that key.
-    key = published(alg)
-    key.extra = private_members(key)
-    assert key.extra
-    jwks.keys = [key]
-    assert_rejected(fresh_client, jwks_token(key, origin), "Token signing key is unknown")
+    # Alice's token on Bob's path, Bob's task: 403 whatever the body (valid, malformed, not an
+    # object, too large); without a valid token, 401. Never the body's 400 or 413, and the
+    # body is not even read.
+    task = create_task(pg_client, mint(BOB))
+    before = table()
+    content = BODIES[body]()
+    headers = {"Content-Type": "application/json", **(bearer(token) if token else {})}
+    response = pg_client.request(
+        method,
+        f"/api/{BOB}/tasks{suffix.format(id=task['id'])}",
+        content=content,
+        headers=headers,
+    )
+    assert response.status_code == status, response.text
+    assert response.json() == {"detail": detail}
+    if status == 401:
+        assert response.headers["www-authenticate"] == (INVALID_TOKEN if token else NO_CREDENTIALS)
+    if isinstance(content, StreamedBody):
+        assert not content.read
+    assert table() == before
 
 
 @pytest.mark.parametrize(
-    "extra",
-    [{"crv": ["Ed25519"]}, {"crv": "X25519"}, {"use": "enc"}, {"alg": "ES256"}, {"kty": "EC"}],
-    ids=["crv-list", "crv-other", "use-enc", "alg-other", "kty-other"],
+    ("body", "status"),
+    [("valid", 201), ("malformed", 400), ("not-an-object", 400), ("too-large", 413)],
 )
-def test_key_whose_entry_does_not_fit_the_token_is_401_us2_2(
-    fresh_client: TestClient, jwks: JwksServer, origin: str, extra: dict[str, Any]
+def test_alias_with_the_callers_own_id_reads_the_body_as_usual_fr008(
+    pg_client: TestClient, body: str, status: int
 ) -> None:
-    key = published("EdDSA", extra)
-    jwks.keys = [key]
-    assert_rejected(
-        fresh_client, jwks_token(key, origin), "Token algorithm does not match its signing key"
+    # The 403 above is the path's doing: on the caller's own path the body decides.
+    response = pg_client.post(
+        f"/api/{ALICE}/tasks",
+        content=BODIES[body](),
+        headers={"Content-Type": "application/json", **bearer(mint(ALICE))},
     )
+    assert response.status_code == status, response.text
 
 
-def test_jwks_that_trickles_its_answer_is_cut_off_with_a_503_us2_2(
-    fresh_client: TestClient,
-    jwks: JwksServer,
-    signing_keys: dict[str, SigningKey],
-    origin: str,
-    monkeypatch: pytest.MonkeyPatch,
+def test_alias_mounted_by_include_router_checks_the_path_user_before_the_body_fr003(
+    pg_url: str,
 ) -> None:
-    # The per-read timeout alone lets a server that sends a byte now and then hold every
-    # request for as long as it likes; the whole fetch has a deadline.
-    monkeypatch.setattr(auth, "JWKS_FETCH_SECONDS", 1.0)
-    jwks.delay = 3.0
-    started = time.monotonic()
-    response = probe(fresh_client, jwks_token(signing_keys["EdDSA"], origin))
-    assert response.status_code == 503
-    assert response.json() == {"detail": KEYS_UNAVAILABLE}
-    assert time.monotonic() - started < 2.5
+    # The task routes will be one router mounted twice from main.py, the alias with
+    # include_router(..., dependencies=[Depends(path_user_is_caller)]); FastAPI then builds the
+    # route's handler for each inclusion. The path user is still checked before the body.
+    router = APIRouter(route_class=AuthenticatedRoute)
 
+    @router.post("")
+    async def echo(caller: CurrentUser, body: dict[str, int]) -> dict[str, str]:
+        return {"caller": caller.id}
 
-def test_keys_are_fetched_again_once_retry_after_has_passed_us2_1(
-    fresh_client: TestClient,
-    jwks: JwksServer,
-    signing_keys: dict[str, SigningKey],
-    origin: str,
-    clock: Clock,
-) -> None:
-    token = jwks_token(signing_keys["EdDSA"], origin)
-    jwks.fail = True
-    assert probe(fresh_client, token).status_code == 503
-    jwks.fail = False  # Better Auth is back
-    assert probe(fresh_client, token).status_code == 503  # within Retry-After: no new fetch
-    clock.advance(float(RETRY_AFTER_SECONDS))
-    assert_accepted(fresh_client, token)  # not the 10 s refetch limit of a healthy cache
-
-
-def test_requests_queued_behind_a_hanging_fetch_share_its_result_us2_2(
-    fresh_client: TestClient,
-    jwks: JwksServer,
-    signing_keys: dict[str, SigningKey],
-    origin: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Better Auth accepts the connection and never answers. A request that arrives while the
-    # first fetch hangs waits for that fetch, and must not start a second one after it (the
-    # deadline is longer than Retry-After, as in production: 5 s and 2 s).
-    monkeypatch.setattr(auth, "JWKS_FETCH_SECONDS", 2.5)
-    jwks.delay = 6.0
-    token = jwks_token(signing_keys["EdDSA"], origin)
-    hits = jwks.hits
-    started = time.monotonic()
-
-    def late_probe(delay: float) -> tuple[int, float]:
-        time.sleep(delay)
-        response = probe(fresh_client, token)
-        return response.status_code, time.monotonic() - started
-
-    with ThreadPoolExecutor(3) as pool:
-        answers = list(pool.map(late_probe, [0.0, 0.5, 1.0]))
-    assert [status for status, _ in answers] == [503, 503, 503]
-    assert max(elapsed for _, elapsed in answers) < 4.0  # one deadline (2.5 s), not two
-    assert jwks.hits == hits + 1
+    app = FastAPI()
+    app.include_router(router, prefix="/api/tasks")
+    app.include_router(
+        router, prefix="/api/{user_id}/tasks", dependencies=[Depends(path_user_is_caller)]
+    )
+    app.state.verifier = TokenVerifier(make_settings(pg_url), None)
+    install_error_handlers(app)
+    client = TestClient(app)
+    alice = {"Content-Type": "application/json", **bearer(mint(ALICE))}
+    for path in (f"/api/{BOB}/tasks", f"/api/{BOB}%20/tasks"):
+        response = client.post(path, content=b'{"n": ', headers=alice)
+        assert response.status_code == 403, response.text
+        assert response.json() == {"detail": PATH_MISMATCH}
+    assert client.post(f"/api/{ALICE}/tasks", content=b'{"n": ', headers=alice).status_code == 400
+    mine = client.post(f"/api/{ALICE}/tasks", json={"n": 1}, headers=alice)
+    assert mine.json() == {"caller": ALICE}
+    assert client.post("/api/tasks", json={"n": 1}, headers=alice).json() == {"caller": ALICE}
+    anonymous = client.post(f"/api/{BOB}/tasks", content=b'{"n": ', headers={})
+    assert anonymous.status_code == 401

@@ -2,18 +2,12 @@
 
 Same rules as test_auth.py: real keys, real signatures (``forge`` signs any header PyJWT would
 refuse to write), no mocks. Rejections are sent as writes (POST /api/tasks) and assert the exact
-status, ``detail`` and challenge, and that the tasks table did not change. JWKS failures use a
-scripted key server on 127.0.0.1; the concurrency test runs the real uvicorn server.
+status, ``detail`` and challenge, and that the tasks table did not change. What the key server
+may answer (outages, broken documents, the key rules) is tests/test_jwks.py's.
 """
 
-import gzip
-import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx2
@@ -23,12 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
 
-from core.errors import RETRY_AFTER_SECONDS
 from models import tasks
-from tests.conftest import LiveServer
 from tests.keys import ALICE, BOB, SECRET, JwksServer, SigningKey, bearer, mint
 from tests.test_auth import (
-    KEYS_UNAVAILABLE,
     LEEWAY,
     TASKS,
     assert_401,
@@ -39,7 +30,6 @@ from tests.test_auth import (
 )
 
 Write = Callable[..., httpx2.Response]  # write(token, client=pg_client)
-Answer = tuple[int, dict[str, str], bytes]  # status, headers, body of a scripted JWKS response
 MISSING = object()  # a header parameter left out entirely
 P384_KEY = ec.generate_private_key(ec.SECP384R1())  # for ES384, which is not on the allow-list
 
@@ -60,48 +50,6 @@ def eddsa(key: SigningKey, origin: str, sub: str | None = ALICE, **kwargs: Any) 
     """An EdDSA token as Better Auth signs it; kwargs override mint's (audience=None drops aud)."""
     options: dict[str, Any] = {"alg": key.alg, "key": key.private, "kid": key.kid}
     return mint(sub, **{**options, "issuer": origin, "audience": origin, **kwargs})
-
-
-def dumps(value: Any) -> bytes:
-    return json.dumps(value).encode()
-
-
-def assert_keys_unavailable(response: httpx2.Response, token: str) -> None:
-    assert response.status_code == 503
-    assert response.json() == {"detail": KEYS_UNAVAILABLE}
-    assert response.headers["retry-after"] == RETRY_AFTER_SECONDS
-    assert "www-authenticate" not in response.headers  # not the caller's fault: no challenge
-    assert token not in response.text
-
-
-class ScriptedJwks(ThreadingHTTPServer):
-    """A misbehaving Better Auth on 127.0.0.1: answers every GET with ``answer``, counting them."""
-
-    def __init__(self, answer: Answer) -> None:
-        self.answer, self.hits = answer, 0
-        super().__init__(("127.0.0.1", 0), ScriptedHandler)
-        self.base_url = f"http://127.0.0.1:{self.server_address[1]}"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    def __exit__(self, *args: Any) -> None:
-        self.shutdown()
-        super().__exit__(*args)
-
-
-class ScriptedHandler(BaseHTTPRequestHandler):
-    server: ScriptedJwks
-
-    def do_GET(self) -> None:
-        self.server.hits += 1
-        status, headers, body = self.server.answer
-        self.send_response(status)
-        for name, value in {**headers, "Content-Length": str(len(body))}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
@@ -322,96 +270,3 @@ def test_session_user_id_that_is_not_a_string_is_401_us2_2(write: Write, session
 def test_bearer_scheme_is_case_insensitive_us2_1(pg_client: TestClient, scheme: str) -> None:
     response = pg_client.get(TASKS, headers={"Authorization": f"{scheme} {mint(ALICE)}"})
     assert response.status_code == 200
-
-
-# ---- JWKS unavailable on a cold cache: 503, not 401 (FR-002) ------------------------------------
-
-JSON = {"Content-Type": "application/json"}
-BAD_ANSWERS: dict[str, Callable[[dict[str, Any], str], Answer]] = {
-    "not-json": lambda jwk, _: (200, JSON, b"<!doctype html><title>Sign in</title>"),
-    "keys-not-a-list": lambda jwk, _: (200, JSON, dumps({"keys": {"k": jwk}})),
-    "redirect": lambda jwk, elsewhere: (302, {"Location": elsewhere}, b""),
-    "over-256-kib": lambda jwk, _: (200, JSON, dumps({"keys": [jwk], "_": "x" * 2**18})),
-}
-
-
-@pytest.mark.parametrize("answer", list(BAD_ANSWERS))
-def test_unusable_jwks_answer_on_a_cold_cache_is_503_fr002(
-    app_factory: Callable[..., TestClient],
-    jwks_server: JwksServer,
-    write: Write,
-    eddsa_key: SigningKey,
-    answer: str,
-) -> None:
-    # Every answer holds the right key somehow (the redirect leads to a good JWKS): none is used.
-    elsewhere, hits_elsewhere = f"{jwks_server.base_url}/api/auth/jwks", jwks_server.hits
-    with ScriptedJwks(BAD_ANSWERS[answer](eddsa_key.public_jwk(), elsewhere)) as scripted:
-        token = eddsa(eddsa_key, scripted.base_url)
-        assert_keys_unavailable(write(token, app_factory(better_auth_url=scripted.base_url)), token)
-        assert scripted.hits == 1
-    assert jwks_server.hits == hits_elsewhere  # the redirect was not followed
-
-
-def test_jwks_compressed_against_our_wishes_is_still_read_us2_1(
-    app_factory: Callable[..., TestClient], eddsa_key: SigningKey
-) -> None:
-    # We ask for identity encoding; a proxy may gzip anyway. The key is in there: use it.
-    body = gzip.compress(dumps({"keys": [eddsa_key.public_jwk()]}))
-    with ScriptedJwks((200, {**JSON, "Content-Encoding": "gzip"}, body)) as scripted:
-        client = app_factory(better_auth_url=scripted.base_url)
-        token = eddsa(eddsa_key, scripted.base_url)
-        response = client.get(TASKS, headers=bearer(token))
-    assert response.status_code == 200, response.text
-
-
-def test_jwks_that_inflates_past_256_kib_is_503_fr002(
-    app_factory: Callable[..., TestClient], write: Write, eddsa_key: SigningKey
-) -> None:
-    # 4 KiB on the wire, 4 MiB decompressed: the cap counts what we would hold in memory.
-    padded = {"keys": [eddsa_key.public_jwk()], "_": " " * 2**22}
-    body = gzip.compress(dumps(padded))
-    assert len(body) < 2**13
-    with ScriptedJwks((200, {**JSON, "Content-Encoding": "gzip"}, body)) as scripted:
-        token = eddsa(eddsa_key, scripted.base_url)
-        assert_keys_unavailable(write(token, app_factory(better_auth_url=scripted.base_url)), token)
-
-
-def test_refused_jwks_connection_on_a_cold_cache_is_503_fr002(
-    app_factory: Callable[..., TestClient], write: Write, eddsa_key: SigningKey
-) -> None:
-    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    token = eddsa(eddsa_key, closed)
-    assert_keys_unavailable(write(token, app_factory(better_auth_url=closed)), token)
-
-
-# ---- concurrency on a cold cache (FR-002) -------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_concurrent_requests_on_a_cold_cache_share_one_jwks_fetch_fr002(
-    pg_url: str, eddsa_key: SigningKey
-) -> None:
-    jwks = JwksServer([eddsa_key], delay=1.0).start()  # slow: all 20 arrive during the fetch
-    env = {"ENVIRONMENT": "production", "DATABASE_URL": pg_url, "BETTER_AUTH_URL": jwks.base_url}
-    server = LiveServer({**env, "LOG_LEVEL": "WARNING"})
-    token, requests = eddsa(eddsa_key, jwks.base_url), 20
-    start = threading.Barrier(requests)
-
-    def call(_: int) -> tuple[int, float]:
-        start.wait()
-        began = time.monotonic()
-        response = httpx2.get(f"{server.url}{TASKS}", headers=bearer(token), timeout=30)
-        return response.status_code, time.monotonic() - began
-
-    try:
-        server.wait_ready()
-        with ThreadPoolExecutor(requests) as pool:
-            results = list(pool.map(call, range(requests)))
-    finally:
-        server.stop()
-        jwks.stop()
-    assert [status for status, _ in results] == [200] * requests
-    assert min(took for _, took in results) > 0.5  # each one waited on the single fetch
-    assert jwks.hits == 1

@@ -10,6 +10,7 @@ session cookie cache). The API under test is built with ``BETTER_AUTH_URL`` poin
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,37 @@ def test_rotated_keys_both_verify_tokens_with_either_kid_us2_1(
     assert [t["title"] for t in create_and_list(api, before, "old key")] == ["old key"]
     both = create_and_list(api, after, "new key")
     assert sorted(t["title"] for t in both) == ["new key", "old key"]
+
+
+def test_key_rotation_while_users_keep_calling_signs_nobody_out_us2_1_sc001(
+    jwks_api: Callable[..., TestClient], better_auth: BetterAuth
+) -> None:
+    """Better Auth rotates its signing key every second (instance "rotating") while four users
+    keep calling the API, each with a fresh token from ``GET /api/auth/token`` for every call, as
+    a frontend that refreshes its token does. Most of those kids did not exist when the API last
+    fetched the JWKS, and the next fetch is not allowed until the spacing (10 s) has passed:
+    each such token waits for it, and every answer is a 2xx (a 401 would sign the user out)."""
+    api = jwks_api("rotating")
+    users = [better_auth.sign_up("rotating") for _ in range(4)]
+    calling_until = time.monotonic() + 12.0  # past one spacing, so some calls wait twice
+
+    def keep_calling(user: User) -> list[tuple[int, str, float]]:
+        answers: list[tuple[int, str, float]] = []
+        while time.monotonic() < calling_until:
+            token = better_auth.token(user)
+            sent = time.monotonic()
+            if len(answers) % 2:
+                response = api.get("/api/tasks", headers=bearer(token))
+            else:
+                response = api.post("/api/tasks", json={"title": "x"}, headers=bearer(token))
+            answers.append((response.status_code, header(token)["kid"], time.monotonic() - sent))
+        return answers
+
+    with ThreadPoolExecutor(len(users)) as pool:
+        answers = [answer for mine in pool.map(keep_calling, users) for answer in mine]
+    assert [status for status, _, _ in answers if not 200 <= status < 300] == []
+    assert len({kid for _, kid, _ in answers}) >= 3  # the key really rotated, more than once
+    assert max(took for _, _, took in answers) < 10.0 + 3.0  # at most the spacing, and a fetch
 
 
 # --- Issuer, audience, another Better Auth, expiry ------------------------------------------------
