@@ -59,6 +59,7 @@ class Tally:
     still_open: int = 0
     never_connected: int = 0
     delays: list[float] = field(default_factory=list)  # connected -> closed by the server
+    reset_delays: list[float] = field(default_factory=list)  # connected -> reset
 
 
 class Attacker:
@@ -111,7 +112,8 @@ class Attacker:
             tally.closed_by_server += 1
             tally.answered_408 += conn.answered_408
             tally.reset += conn.reset
-            tally.delays.append(round(time.monotonic() - conn.connected, 3))
+            delays = tally.reset_delays if conn.reset else tally.delays
+            delays.append(round(time.monotonic() - conn.connected, 3))
         else:
             tally.still_open += 1
         conn.sock.close()
@@ -196,8 +198,10 @@ class AttackResult:
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for kind, tally in self.tallies.items():
-            delays = sorted(tally.delays)
-            out[kind] = {k: v for k, v in vars(tally).items() if k != "delays"} | _spread(delays)
+            out[kind] = {k: v for k, v in vars(tally).items() if "delays" not in k}
+            out[kind] |= _spread(tally.delays) | {
+                f"reset_{k}": v for k, v in _spread(tally.reset_delays).items()
+            }
         return out
 
 

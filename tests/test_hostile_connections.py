@@ -142,10 +142,12 @@ def test_attack_from_one_address_never_fails_a_user_and_is_closed_by_the_server_
         assert len(user.latencies) >= 2 * 2 * 2  # both calls, every half second, >= 2 s
     kept, fresh = users
     assert max(kept.latencies) < 1.0
-    if _accept_queue() >= 2 * HOSTILE:
-        # A burst larger than the kernel's accept queue drops new connections' SYNs until the
-        # server has drained it; they are retried a second later (README, "Hostile
-        # connections"). Within it, a new connection is served as quickly as a kept one.
+    # A burst larger than the kernel's accept queue (net.core.somaxconn) overflows it: until
+    # the server has drained it, new connections' SYNs are dropped and retried 1 s, then 3 s
+    # later, and completed handshakes wait as long to reach the server (README, "Hostile
+    # connections"). Within the queue, a new connection is served as quickly as a kept one.
+    late = 0.0 if _accept_queue() >= 2 * HOSTILE else 4.0
+    if not late:
         assert max(fresh.latencies) < 1.0
 
     # The server closed at least 95% of them by itself (in practice all: the deadlines are
@@ -154,10 +156,16 @@ def test_attack_from_one_address_never_fails_a_user_and_is_closed_by_the_server_
     assert result.opened == 2 * HOSTILE
     assert result.closed_by_server >= 0.95 * result.opened
     trickle, silent = result.tallies["trickle"], result.tallies["silent"]
-    assert max(trickle.delays) < HEAD_TIMEOUT + SLACK
-    assert max(silent.delays) < KEEP_ALIVE + SLACK
+    trickled = trickle.delays + trickle.reset_delays  # reset: a byte arrived after the close
+    assert max(trickled) < HEAD_TIMEOUT + SLACK + late
+    assert max(silent.delays) < KEEP_ALIVE + SLACK + late
     assert 0 < trickle.answered_408 <= CAP
-    assert trickle.answered_408 == sum(d >= HEAD_TIMEOUT - 0.1 for d in trickle.delays)
+    assert trickle.answered_408 == sum(d >= HEAD_TIMEOUT - 0.1 for d in trickled)
+    # A silent connection is reset only by a kernel that holds no socket for it: a handshake
+    # it dropped while its accept queue overflowed (found by the attacker's keep-alive probe).
+    # The server never held those, and there are none within the queue.
+    if not late:
+        assert silent.reset == 0
 
     # Logged once per address and reason, not per connection.
     reasons = Counter((w["client"], w["reason"]) for w in served.warnings())
