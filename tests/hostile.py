@@ -12,6 +12,7 @@ import contextlib
 import errno
 import json
 import math
+import resource
 import select
 import socket
 import struct
@@ -27,7 +28,8 @@ from typing import Any
 import httpx2
 
 ROOT = Path(__file__).resolve().parent.parent
-PER_PROCESS = 5000  # sockets; well under any file-descriptor limit we raise to
+# Sockets per attacking process: each raises its soft file-descriptor limit to the hard one.
+PER_PROCESS = min(5000, resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 100)
 # Source ports, each process its own slice. Chosen here, not by the kernel: past about half of
 # its ephemeral range, the kernel's search for a free port makes every connect() take
 # milliseconds, and the attacker would measure itself instead of the server.
@@ -317,6 +319,8 @@ def main() -> None:
     parser.add_argument("--reopen", action="store_true", help="replace each connection closed")
     parser.add_argument("--ports", default="0/1", help="which slice of the source ports: i/n")
     args = parser.parse_args()
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     index, of = args.ports.split("/")
     attacker = Attacker(
         (args.host, args.port), args.source, PORTS[int(index) :: int(of)], args.reopen
