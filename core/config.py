@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     # a lock: the request answers 503 instead of holding a connection indefinitely.
     db_statement_timeout: float = Field(default=10.0, ge=0, le=600)
 
+    # Hostile connections (core/server.py, run by scripts/serve). A request head must arrive
+    # whole within this many seconds of its first byte; a body must then average at least this
+    # many bytes a second (0: no floor) after the same grace; one client address may hold at
+    # most this many connections per process (0: no cap; a trusted proxy is never capped).
+    request_head_timeout: float = Field(default=5.0, gt=0, le=300)
+    request_body_min_rate: int = Field(default=1024, ge=0)
+    max_connections_per_client: int = Field(default=1000, ge=0)
+
     log_level: str = "INFO"
 
     @field_validator("cors_origins", mode="before")
