@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx2
 import pytest
@@ -388,3 +388,58 @@ def _rolling_restart(
     finally:
         writers.stop()
     return writers, held, draining
+
+
+# --- A signing key Better Auth adds ------------------------------------------------------------
+
+
+class RefusedNewKey(AssertionError):
+    """A replica answered 401 to a token signed with a key its JWKS already publishes."""
+
+
+def _answer(url: str, token: str, patience: float = 30.0) -> httpx2.Response:
+    """What a client ends up with: a 503 is retried after its Retry-After, for ``patience`` s."""
+    deadline = time.monotonic() + patience
+    while True:
+        response = httpx2.get(f"{url}/api/tasks", headers=bearer(token), timeout=patience)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            return response
+        time.sleep(float(response.headers.get("retry-after", "1")))
+
+
+@pytest.mark.xfail(
+    raises=RefusedNewKey,
+    strict=True,  # passes once issue 11 is merged: then remove this mark
+    reason="issue 11: an unknown kid less than 10 s after the last JWKS fetch is a 401 today",
+)
+def test_a_key_better_auth_adds_is_accepted_by_every_replica_us2_1(cluster: Cluster) -> None:
+    jwks = cluster.jwks
+    origin = jwks.base_url  # BETTER_AUTH_URL: the tokens' issuer and audience
+    user = f"rotation-{uuid.uuid4().hex[:8]}"
+
+    def signed_with(key: Any) -> str:
+        return mint(user, alg=key.alg, key=key.private, kid=key.kid, issuer=origin, audience=origin)
+
+    current = jwks.keys[0]
+    for replica in cluster.replicas:  # each replica fetches the JWKS now and trusts this key
+        assert _answer(replica.url, signed_with(current)).status_code == 200
+
+    added = generate_key("ES256")
+    jwks.keys = [current, added]  # Better Auth starts signing with a new key
+    token = signed_with(added)
+    answers: dict[str, httpx2.Response] = {}
+
+    def ask(replica: Replica) -> None:
+        answers[replica.name] = _answer(replica.url, token)
+
+    threads = [threading.Thread(target=ask, args=(replica,)) for replica in cluster.replicas]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    refused = {name: r.text for name, r in answers.items() if r.status_code == 401}
+    if refused:  # a Next.js frontend signs its user out on a 401
+        raise RefusedNewKey(f"the new kid was refused: {refused}")
+    assert {name: r.status_code for name, r in answers.items()} == dict.fromkeys(NAMES, 200)
+    with httpx2.Client(base_url=cluster.balancer.url, headers=bearer(token)) as http:
+        assert [http.get("/api/tasks").status_code for _ in NAMES] == [200] * len(NAMES)
