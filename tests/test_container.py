@@ -40,6 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD_PYBASE = ROOT / "deploy" / "build-pybase"
 DEPENDENCIES = "localhost/taskapi-dependencies"  # the cached dependency stage, by input hash
 UID = "10001"
+# As docs/deploy.md shows it: docker format keeps HEALTHCHECK (OCI drops it); the host's network
+# lets pip reach PyPI without a container network.
+BUILD = ("build", "--format", "docker", "--network", "host")
 NOWHERE = "postgresql://nobody@127.0.0.1:9/nothing"  # the discard port: nothing listens
 
 
@@ -69,19 +72,15 @@ class Podman:
         ).returncode
 
 
-def containers_conf(directory: Path) -> Path:
-    """Settings this machine kind needs: crun cannot start containers here, runc can; the
-    default ulimits (nofile 1048576) exceed the host's hard limit, so they are the host's."""
-    _, nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
-    nofile = nofile if nofile != resource.RLIM_INFINITY else 1048576
-    conf = directory / "containers.conf"
-    conf.write_text(
+def containers_conf(nofile: int) -> str:
+    """Settings this machine kind needs (docs/deploy.md shows them): crun cannot start containers
+    here, runc can; podman's default nofile limit (1048576) exceeds the host's hard limit."""
+    return (
         "[containers]\n"
         f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc=32768:32768"]\n'
         "[engine]\n"
         'runtime = "runc"\n'
     )
-    return conf
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +91,10 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
             "podman is not installed: install Debian's podman and runc (apt-get install podman "
             "runc mmdebstrap) to build and run the container image"
         )
-    env = {**os.environ, "CONTAINERS_CONF": str(containers_conf(tmp_path_factory.mktemp("pod")))}
-    return Podman(binary, env)
+    _, nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
+    conf = tmp_path_factory.mktemp("podman") / "containers.conf"
+    conf.write_text(containers_conf(nofile if nofile != resource.RLIM_INFINITY else 1048576))
+    return Podman(binary, {**os.environ, "CONTAINERS_CONF": str(conf)})
 
 
 def _inputs_key(*parts: bytes) -> str:
@@ -120,7 +121,7 @@ def image(podman: Podman) -> Iterator[str]:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     base = done.stdout.strip().splitlines()[-1]
-    build = ["build", "--format", "docker", "--network", "host", "--build-arg", f"BASE={base}"]
+    build = [*BUILD, "--build-arg", f"BASE={base}"]
     # The dependency stage keeps a tag of its own, so removing the image below leaves its layers
     # as the next run's cache; its name changes with everything that goes into it.
     base_id = podman.run("image", "inspect", "--format", "{{.Id}}", base)
