@@ -182,10 +182,7 @@ class Container:
             "PORT": str(self.port),
             "DB_POOL_SIZE": "2",
         }
-        options = ["--network", "host", "--health-interval", "disable"]
-        options += _socket_volume(database_url)
-        for name, value in env.items():
-            options += ["--env", f"{name}={value}"]
+        options = ["--network", "host", "--health-interval", "disable", *_env_options(env)]
         self.id = podman.run("run", "--detach", *options, image, *command)
 
     def inspect(self, template: str) -> str:
@@ -220,18 +217,31 @@ class Container:
         self.podman.run("rm", "--force", "--time", "0", self.id, check=False)
 
 
-def _socket_volume(database_url: str) -> list[str]:
-    """The embedded PostgreSQL listens on a Unix socket only: the container gets its directory."""
-    host = make_url(database_url).query.get("host", ())
-    hosts = [host] if isinstance(host, str) else list(host)
-    return [f"--volume={path}:{path}" for path in hosts if path.startswith("/")]
+CONTAINER_SOCKETS = "/run/postgresql"
+
+
+def _env_options(env: dict[str, str]) -> list[str]:
+    """``--env`` options; a database URL on a Unix socket (the embedded PostgreSQL has no TCP
+    port) gets that socket mounted into the container. The socket itself, not its directory:
+    that is the data directory, which the container's user may not enter."""
+    options: list[str] = []
+    for name, value in env.items():
+        passed = value
+        url = make_url(value) if "DATABASE_URL" in name else None
+        directory = url.query.get("host") if url is not None else None
+        if url is not None and isinstance(directory, str) and directory.startswith("/"):
+            socket_name = f".s.PGSQL.{url.query.get('port') or url.port or 5432}"
+            options.append(f"--volume={directory}/{socket_name}:{CONTAINER_SOCKETS}/{socket_name}")
+            query = {**url.query, "host": CONTAINER_SOCKETS}
+            passed = url.set(query=query).render_as_string(hide_password=False)
+        options += ["--env", f"{name}={passed}"]
+    return options
 
 
 def migrate(podman: Podman, image: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``docker run IMAGE migrate``: the release step, a container of its own."""
     command = [podman.binary, "run", "--rm", "--network", "host", "--no-healthcheck"]
-    for name, value in env.items():
-        command += [*_socket_volume(value), "--env", f"{name}={value}"]
+    command += _env_options(env)
     return subprocess.run(
         [*command, image, "migrate"],
         env=podman.env,
