@@ -324,7 +324,8 @@ def test_runs_as_non_root_with_uvicorn_as_pid_1_and_only_runtime_files(
     seen: dict[str, Any] = json.loads(podman.run("exec", served.id, "python3", "-c", probe))
     assert seen["uid"] == int(UID)
     # PID 1 is the server itself (scripts/serve exec'd it): no shell to swallow the SIGTERM.
-    assert seen["pid1"][1:4] == ["-m", "uvicorn", "main:app"]
+    assert Path(seen["pid1"][0]).name.startswith("python")  # not sh, bash or dash
+    assert "uvicorn" in seen["pid1"]
     assert "--proxy-headers" in seen["pid1"]
     assert seen["scripts"] == ["migrate", "serve"]
     for dev_only in ("tests", "bench", "docs", "deploy", ".git", ".venv", ".env", "Makefile"):
