@@ -48,7 +48,7 @@ format: $(VENV)/.dev
 
 # Production: run once per release, before the new version serves (Neon: the direct host).
 migrate: $(VENV)/.runtime
-	$(PY) -m alembic upgrade head
+	$(PY) scripts/migrate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

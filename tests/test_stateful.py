@@ -4,11 +4,15 @@ Hypothesis drives create/read/update/toggle/set/delete/list for three users agai
 PostgreSQL and checks every answer against a model of what each user should own (FR-007,
 US1-3, SC-003). Another user's task must be a 404 like a missing one; a list must hold exactly
 the caller's tasks; nothing acknowledged disappears, nothing unacknowledged appears.
+
+The machine drives any HTTP client: here the app in-process, in tests/test_replicas.py a load
+balancer in front of three server processes (``run_machine``).
 """
 
 from collections.abc import Callable
 from typing import Any
 
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
@@ -34,7 +38,8 @@ descriptions = st.none() | st.text(max_size=40).filter(lambda t: "\x00" not in t
 users = st.sampled_from(USERS)
 
 
-def make_machine(client: TestClient) -> type[RuleBasedStateMachine]:
+def make_machine(client: httpx2.Client) -> type[RuleBasedStateMachine]:
+    """The state machine, sending every request through ``client`` (relative URLs)."""
     headers = {user: bearer(mint(user)) for user in USERS}
 
     class TasksOfThreeUsers(RuleBasedStateMachine):
@@ -170,12 +175,11 @@ def make_machine(client: TestClient) -> type[RuleBasedStateMachine]:
     return TasksOfThreeUsers
 
 
-def test_three_users_random_operations_match_the_model_fr007_us1_3(
-    pg_client: TestClient,
-) -> None:
-    machine = make_machine(pg_client)
+def run_machine(client: httpx2.Client, max_examples: int = 30) -> None:
+    """Run the machine through ``client``; a divergence from the model fails with its steps."""
+    machine = make_machine(client)
     machine.TestCase.settings = settings(
-        max_examples=30,
+        max_examples=max_examples,
         stateful_step_count=25,
         deadline=None,
         derandomize=True,  # the same sequences on every run: CI failures reproduce
@@ -184,3 +188,9 @@ def test_three_users_random_operations_match_the_model_fr007_us1_3(
     )
     run: Callable[[], None] = machine.TestCase().runTest
     run()
+
+
+def test_three_users_random_operations_match_the_model_fr007_us1_3(
+    pg_client: TestClient,
+) -> None:
+    run_machine(pg_client)
