@@ -29,6 +29,7 @@ from core.middleware import (
     TrailingSlashMiddleware,
     UnhandledErrorMiddleware,
 )
+from core.shutdown import Drain, readiness_drops_first
 from core.tokens import TokenVerifier
 from db import DatabaseUnreachable, migrate_for_development, open_database
 from routes import health, tasks
@@ -48,18 +49,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # with one line to show the developer.
         migrate_for_development(settings, database)
 
+    drain = Drain()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=5.0, follow_redirects=False) as client:
-            jwks = None
-            if settings.jwks_url:
-                # After a failed fetch, the next one is allowed when the 503 says to retry.
-                retry = float(RETRY_AFTER_SECONDS)
-                jwks = JwksCache(settings.jwks_url, client, retry_interval=retry)
-            app.state.verifier = TokenVerifier(settings, jwks)
-            yield
-            if jwks is not None:
-                await jwks.aclose()
+        with readiness_drops_first(drain, settings.shutdown_delay_seconds):
+            async with _verifier(app, settings):
+                yield
         await database.close()
 
     app = FastAPI(
@@ -71,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.drain = drain
 
     install_error_handlers(app)
     drop_422_from_openapi(app)
@@ -110,6 +107,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=_alias_route_name,
     )
     return app
+
+
+@asynccontextmanager
+async def _verifier(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    """The token verifier, with its JWKS client when JWKS mode is on, for the app's lifetime."""
+    async with httpx.AsyncClient(timeout=5.0, follow_redirects=False) as client:
+        jwks = None
+        if settings.jwks_url:
+            # After a failed fetch, the next one is allowed when the 503 says to retry.
+            retry = float(RETRY_AFTER_SECONDS)
+            jwks = JwksCache(settings.jwks_url, client, retry_interval=retry)
+        app.state.verifier = TokenVerifier(settings, jwks)
+        yield
+        if jwks is not None:
+            await jwks.aclose()
 
 
 def _route_name(route: APIRoute) -> str:

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     request_body_min_rate: int = Field(default=1024, ge=0)
     max_connections_per_client: int = Field(default=1000, ge=0)
 
+    # On SIGTERM, /health/ready fails at once and the server keeps serving this long before it
+    # stops accepting (core/shutdown.py): a load balancer's health check takes it out first.
+    shutdown_delay_seconds: float = Field(default=0.0, ge=0, le=120)
+
     log_level: str = "INFO"
 
     @field_validator("cors_origins", mode="before")

@@ -159,6 +159,30 @@ def test_sigterm_drains_the_request_in_flight_then_exits(pg_url: str) -> None:
         server.stop()
 
 
+def test_sigterm_fails_readiness_first_and_serves_on_for_the_shutdown_delay(pg_url: str) -> None:
+    # Behind a load balancer: SIGTERM turns /health/ready to 503 at once, so the balancer's next
+    # check takes the replica out, while requests (and new connections) are still served for
+    # SHUTDOWN_DELAY_SECONDS; only then does the server stop accepting and exit.
+    server = LiveServer({**_env(pg_url), "SHUTDOWN_DELAY_SECONDS": "2"})
+    try:
+        server.wait_ready()
+        assert httpx2.get(f"{server.url}/health/ready").status_code == 200
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        ready = httpx2.get(f"{server.url}/health/ready")  # a new connection: still accepted
+        assert ready.status_code == 503
+        assert ready.json() == {"detail": "Shutting down: send new requests to another replica"}
+        assert ready.headers["retry-after"] == "2"
+        assert httpx2.get(f"{server.url}/health").status_code == 200  # alive, not ready
+        listed = httpx2.get(f"{server.url}/api/tasks", headers=bearer(mint(ALICE)))
+        assert listed.status_code == 200  # requests that still arrive are served
+        assert server.process.wait(15) in (0, -signal.SIGTERM)
+        assert time.monotonic() - signalled >= 2
+    finally:
+        server.stop()
+
+
 def _wait_for_lock_wait(engine: Any) -> None:
     deadline = time.monotonic() + 10
     with engine.connect() as conn:
