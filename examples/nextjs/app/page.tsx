@@ -19,6 +19,7 @@ export default async function Home() {
       </section>
     );
   }
+  // #region doc:server-call
   let summary: { total: number; latest: Task[] } | { error: string };
   try {
     const result = await serverTaskApi().GET("/api/tasks", { params: { query: { limit: 3 } } });
@@ -26,6 +27,7 @@ export default async function Home() {
   } catch (error) {
     summary = { error: error instanceof ApiError ? error.message : String(error) };
   }
+  // #endregion doc:server-call
   return (
     <section id="home">
       <h1>Tasks of {session.user.name}</h1>

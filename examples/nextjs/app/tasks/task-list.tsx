@@ -40,10 +40,12 @@ export function TaskList({ pageSize }: { pageSize: number }) {
     return () => clearTimeout(timer);
   }, [typed]);
 
+  // #region doc:list
   // The first page (after === null, replacing the list) or the page after a cursor.
   const load = useCallback(
     async (after: string | null) => {
       const request = ++latest.current;
+      // search: a case-insensitive match in the title or description (GET /api/tasks?search=)
       const query = { status, limit: pageSize, cursor: after ?? undefined, search: search || undefined };
       const result = await api.GET("/api/tasks", { params: { query } });
       const page = unwrap(result);
@@ -54,6 +56,7 @@ export function TaskList({ pageSize }: { pageSize: number }) {
     },
     [api, status, pageSize, search],
   );
+  // #endregion doc:list
 
   // An action, then the first page again: the list shows what the API stored.
   const run = useCallback(
