@@ -27,6 +27,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 run: $(VENV)/.runtime .env
 	@echo "Task API on http://$(HOST):$(PORT)  (docs: http://$(HOST):$(PORT)/docs)"
 	@echo "Get a development token:  make token   (or: make token USER_ID=alice)"
+	@echo "JWKS mode for your Next.js app: BETTER_AUTH_URL=http://localhost:3000 CORS_ORIGINS=http://localhost:3000 make run  (docs/better-auth.md)"
 	$(PY) -m uvicorn main:app --host $(HOST) --port $(PORT) --no-access-log --no-server-header
 
 # USER_ID reaches the script through the environment, never through a shell command line.
@@ -52,6 +53,17 @@ migrate: $(VENV)/.runtime
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The Next.js example (examples/nextjs) and this API together, in JWKS mode, for a first look.
+# Needs Node.js 20+ with npm. Ctrl-C stops both.
+.PHONY: example client
+example: $(VENV)/.runtime .env
+	@PY=$(PY) HOST=$(HOST) PORT=$(PORT) scripts/example
+
+# Regenerate the typed client's types (clients/typescript) from the OpenAPI document.
+client: $(VENV)/.runtime
+	@[ -e clients/typescript/node_modules ] || (cd clients/typescript && npm ci --no-audit --no-fund)
+	$(PY) scripts/openapi.py | (cd clients/typescript && node generate.mjs)
 
 # Benchmark (docs/performance.md): the product against a raw baseline, interleaved. Needs wrk
 # (apt-get install wrk) and a PostgreSQL to create databases on (BENCH_DATABASE_URL, default

@@ -11,17 +11,15 @@ import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from core.config import origin_of
-from tests.betterauth_fixtures import NODE_DIR, BetterAuth, User, claims, header
+from tests.betterauth_fixtures import BetterAuth, User, claims, header
 
 ApiFactory = Callable[..., TestClient]
-ROOT = Path(__file__).resolve().parent.parent
 CUSTOM_ISSUER = "https://auth.example.test"  # tests/betterauth/server.mjs, instance "custom"
 CUSTOM_AUDIENCE = "https://tasks-api.example.test"
 
@@ -342,35 +340,3 @@ def test_nextjs_route_hs256_token_is_accepted_fr002(
     # Without a session the route mints nothing.
     anonymous = User("", "", better_auth.url("main"), "", "")
     assert anonymous.get("/api/token").status_code == 401
-
-
-# --- docs/better-auth.md quotes the code above, verbatim ------------------------------------------
-
-SNIPPET = re.compile(r"<!-- snippet: (\S+)#(\S+) -->\n```\w*\n(.*?)```", re.DOTALL)
-
-
-def region(path: Path, name: str) -> str:
-    text = path.read_text()
-    match = re.search(
-        rf"^// #region doc:{re.escape(name)}\n(.*?)^// #endregion doc:{re.escape(name)}$",
-        text,
-        re.DOTALL | re.MULTILINE,
-    )
-    assert match is not None, f"no region doc:{name} in {path}"
-    return match.group(1)
-
-
-def test_docs_quote_the_code_these_tests_run() -> None:
-    doc = (ROOT / "docs" / "better-auth.md").read_text()
-    quoted = SNIPPET.findall(doc)
-    names = {(file, name) for file, name, _ in quoted}
-    assert names >= {
-        ("server.mjs", "jwks-server"),
-        ("server.mjs", "cookie-cache-server"),
-        ("server.mjs", "token-route"),
-        ("server.mjs", "cookie-cache-token"),
-        ("page.mjs", "auth-client"),
-        ("page.mjs", "api-client"),
-    }
-    for file, name, snippet in quoted:
-        assert snippet == region(NODE_DIR / file, name), f"docs/better-auth.md: {file}#{name}"

@@ -1,17 +1,13 @@
 // The test page: Better Auth's real browser client for the session and the JWT, then the Task
 // API (another origin, given as ?api=...) with fetch and Authorization: Bearer.
-// The regions marked "doc:NAME" are quoted verbatim in docs/better-auth.md; a test checks that.
 
-// #region doc:auth-client
 import { createAuthClient } from "better-auth/client";
 import { jwtClient } from "better-auth/client/plugins";
 
 export const authClient = createAuthClient({ plugins: [jwtClient()] });
-// #endregion doc:auth-client
 
 const API_URL = new URLSearchParams(location.search).get("api");
 
-// #region doc:api-client
 async function getToken() {
   const { data, error } = await authClient.token(); // GET /api/auth/token (session cookie)
   if (error) throw new Error(error.message || error.statusText);
@@ -31,7 +27,6 @@ export async function api(path, init = {}) {
   if (!response.ok) throw new Error(body.detail); // every error has a readable `detail`
   return body;
 }
-// #endregion doc:api-client
 
 const $ = (selector) => document.querySelector(selector);
 

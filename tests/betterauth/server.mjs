@@ -4,8 +4,6 @@
 // Started by tests/betterauth_fixtures.py with BETTER_AUTH_SECRET in the environment. Prints one
 // JSON line {"instances": {name: baseURL}, "stranger": URL} once every port listens, and exits
 // when its stdin closes (the test process went away) or on SIGTERM.
-//
-// The regions marked "doc:NAME" are quoted verbatim in docs/better-auth.md; a test checks that.
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { dirname, extname, join, relative, resolve, sep } from "node:path";
@@ -23,7 +21,6 @@ if (!secret || secret.length < 32) {
   process.exit(2);
 }
 
-// #region doc:jwks-server
 function jwksModeAuth(baseURL, database) {
   return betterAuth({
     baseURL, // the API's BETTER_AUTH_URL is this same URL
@@ -33,9 +30,7 @@ function jwksModeAuth(baseURL, database) {
     plugins: [jwt(), bearer()],
   });
 }
-// #endregion doc:jwks-server
 
-// #region doc:cookie-cache-server
 function cookieCacheModeAuth(baseURL, database) {
   return betterAuth({
     baseURL,
@@ -45,7 +40,6 @@ function cookieCacheModeAuth(baseURL, database) {
     session: { cookieCache: { enabled: true, maxAge: 5 * 60, strategy: "jwt" } },
   });
 }
-// #endregion doc:cookie-cache-server
 
 // Variations of the JWKS mode, one instance each: the plugin options are the only difference.
 function jwtVariant(baseURL, database, jwtOptions) {
@@ -58,7 +52,6 @@ function jwtVariant(baseURL, database, jwtOptions) {
   });
 }
 
-// #region doc:token-route
 // app/api/token/route.ts: a short-lived HS256 token for the API, signed with the shared secret.
 export async function GET(request) {
   const session = await auth.api.getSession({ headers: request.headers });
@@ -71,16 +64,13 @@ export async function GET(request) {
     .sign(new TextEncoder().encode(process.env.BETTER_AUTH_SECRET));
   return Response.json({ token });
 }
-// #endregion doc:token-route
 
-// #region doc:cookie-cache-token
 // Server side only (a route handler or server component): the cookie is HttpOnly.
 function sessionCacheToken(request) {
   const cookies = request.headers.get("cookie") ?? "";
   const match = cookies.match(/(?:^|;\s*)(?:__Secure-)?better-auth\.session_data=([^;]+)/);
   return match ? decodeURIComponent(match[1]) : null;
 }
-// #endregion doc:cookie-cache-token
 
 async function sessionTokenRoute(request) {
   const token = sessionCacheToken(request);
