@@ -19,7 +19,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from models import DESCRIPTION_MAX, TITLE_MAX
@@ -66,8 +65,32 @@ def _description(value: str | None) -> str | None:
     return _storable(value)
 
 
-Title = Annotated[StrictStr, AfterValidator(_title), Field(examples=["Buy milk"])]
-Description = Annotated[StrictStr | None, AfterValidator(_description)]
+Title = Annotated[
+    StrictStr,
+    AfterValidator(_title),
+    Field(
+        examples=["Buy milk"],
+        description=f"1 to {TITLE_MAX} characters after trimming surrounding whitespace",
+    ),
+]
+Description = Annotated[
+    StrictStr | None,
+    AfterValidator(_description),
+    Field(description=f"At most {DESCRIPTION_MAX:,} characters; null: no description"),
+]
+
+
+def _never_null(schema: dict[str, Any]) -> None:
+    """Document an optional field as optional only: absent is allowed, null is not (the
+    validators say so with a 400). Python still sees ``None`` for "absent"."""
+    options = schema.pop("anyOf", None)
+    if options is not None:
+        kept = [option for option in options if option != {"type": "null"}]
+        if len(kept) == 1:
+            schema.update(kept[0])
+        else:
+            schema["anyOf"] = kept
+    schema.pop("default", None)
 
 
 class _Body(BaseModel):
@@ -88,9 +111,10 @@ class TaskUpdate(_Body):
     ``description: null`` clears the description; ``title`` and ``completed`` cannot be null.
     """
 
-    title: Title | None = None
+    # Optional, never null (documented so): absent means unchanged, null is a 400.
+    title: Title | None = Field(default=None, json_schema_extra=_never_null)
     description: Description = None
-    completed: StrictBool | None = None
+    completed: StrictBool | None = Field(default=None, json_schema_extra=_never_null)
 
     @field_validator("title", "completed", mode="before")
     @classmethod
@@ -104,10 +128,6 @@ class TaskUpdate(_Body):
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)
-
-
-def _no_default(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
 
 
 COMPLETION_BODY = (
@@ -124,9 +144,7 @@ class TaskCompletion(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Documented as an optional boolean (never null): absent toggles.
-    completed: StrictBool | SkipJsonSchema[None] = Field(
-        default=None, json_schema_extra=_no_default
-    )
+    completed: StrictBool | None = Field(default=None, json_schema_extra=_never_null)
 
     @model_validator(mode="before")
     @classmethod
@@ -159,7 +177,8 @@ class ErrorItem(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
-    errors: list[ErrorItem] | None = None
+    # Validation errors only; absent otherwise (never null).
+    errors: list[ErrorItem] | None = Field(default=None, json_schema_extra=_never_null)
 
 
 # ---- listing -----------------------------------------------------------------------------------
@@ -323,13 +342,24 @@ class TaskListQuery(BaseModel):
         return _NATURAL_DESCENDING[self.sort_key]
 
 
+def _not_nullable(field: dict[str, Any]) -> dict[str, Any]:
+    """A query string cannot carry null: an optional parameter is absent, never null."""
+    options = field.get("anyOf", [])
+    if {"type": "null"} not in options:
+        return field
+    rest = [option for option in options if option != {"type": "null"}]
+    plain = {key: value for key, value in field.items() if key not in ("anyOf", "default")}
+    return plain | (rest[0] if len(rest) == 1 else {"anyOf": rest})
+
+
 def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     """OpenAPI parameter objects for a model read from the query string, as FastAPI would
     write them for ``Annotated[model, Query()]``."""
     schema = model.model_json_schema()
     required = set(schema.get("required", ()))
     parameters = []
-    for name, field in schema["properties"].items():
+    for name, declared in schema["properties"].items():
+        field = _not_nullable(declared)
         parameter: dict[str, Any] = {
             "name": name,
             "in": "query",

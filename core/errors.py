@@ -50,16 +50,40 @@ def error_response(
 
 
 # What the OpenAPI document lists for every task operation.
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid input: the detail says what to correct",
+    401: "Missing, malformed, expired or untrusted token",
+    403: "The user id in the path is not the token's subject",
+    404: "No such task for this user",
+    413: "Request body over 1 MiB",
+    500: "Unexpected error (a bug): a generic detail, never a trace",
+    503: "Database or key server unavailable; retry after Retry-After seconds",
+}
+_ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": 'RFC 6750: `Bearer`, or `Bearer error="invalid_token"`',
+            "schema": {"type": "string"},
+        }
+    },
+    503: {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying",
+            "schema": {"type": "integer"},
+        }
+    },
+}
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    descriptions = {
-        400: "Invalid input: the detail says what to correct",
-        401: "Missing, malformed, expired or untrusted token",
-        403: "The user id in the path is not the token's subject",
-        404: "No such task for this user",
-        413: "Request body over 1 MiB",
-        503: "Database or key server unavailable; retry after Retry-After seconds",
-    }
-    return {s: {"model": ErrorBody, "description": descriptions[s]} for s in statuses}
+    """OpenAPI responses for these statuses: the error body, and the headers each carries."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status]}
+        if status in _ERROR_HEADERS:
+            response["headers"] = _ERROR_HEADERS[status]
+        responses[status] = response
+    return responses
 
 
 _BODY_MESSAGES = {
@@ -154,8 +178,25 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _on_http_error)
 
 
+def _optional_body_is_not_nullable(operation: dict[str, Any]) -> None:
+    """An optional body (``Model | None = None``) is documented as the model, not required:
+    FastAPI writes ``anyOf [model, null]``, which would invite a JSON ``null`` body."""
+    for media in operation.get("requestBody", {}).get("content", {}).values():
+        options = media.get("schema", {}).get("anyOf", [])
+        if len(options) == 2 and {"type": "null"} in options:
+            media["schema"] = next(option for option in options if option != {"type": "null"})
+
+
+_REQUEST_ID_HEADER = {
+    "description": "The request's id (the caller's X-Request-ID when it is a plain token)",
+    "schema": {"type": "string"},
+}
+
+
 def drop_422_from_openapi(app: FastAPI) -> None:
-    """FastAPI documents 422 for validation errors; this API answers 400 (listed per route)."""
+    """FastAPI documents 422 for validation errors; this API answers 400 (listed per route).
+    Every response also documents the X-Request-ID header the middleware adds, and an optional
+    body is documented as optional, not nullable."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -163,7 +204,12 @@ def drop_422_from_openapi(app: FastAPI) -> None:
             document = build()
             for item in document.get("paths", {}).values():
                 for operation in item.values():
-                    operation.get("responses", {}).pop("422", None)
+                    _optional_body_is_not_nullable(operation)
+                    responses = operation.get("responses", {})
+                    responses.pop("422", None)
+                    for response in responses.values():
+                        # core.middleware.RequestContextMiddleware puts it on every answer.
+                        response.setdefault("headers", {})["X-Request-ID"] = _REQUEST_ID_HEADER
             schemas = document.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)

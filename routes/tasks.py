@@ -27,6 +27,7 @@ from auth import AuthenticatedRoute, CurrentUser
 from core.errors import error_responses
 from db import Database, get_database
 from schemas import (
+    COMPLETION_BODY,
     MAX_BIGINT,
     TaskCompletion,
     TaskCreate,
@@ -38,7 +39,7 @@ from schemas import (
 from task_store import TaskRecord
 
 router = APIRouter(
-    tags=["tasks"], responses=error_responses(400, 401, 503), route_class=AuthenticatedRoute
+    tags=["tasks"], responses=error_responses(400, 401, 500, 503), route_class=AuthenticatedRoute
 )
 
 
@@ -86,9 +87,30 @@ def _path(request: Request) -> str:
     return quote(request.url.path.rstrip("/"), safe="/")
 
 
+LIST_HEADERS = {
+    "X-Total-Count": {
+        "description": "How many tasks match the filter (all pages)",
+        "required": True,
+        "schema": {"type": "integer"},
+    },
+    "Link": {
+        "description": 'The next page, if any: `</api/tasks?...&cursor=...>; rel="next"`',
+        "schema": {"type": "string"},
+    },
+}
+CREATED_HEADERS = {
+    "Location": {
+        "description": "The new task's path",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+
+
 @router.get(
     "",
     response_model=list[TaskPublic],
+    responses={200: {"headers": LIST_HEADERS}},
     summary="List the caller's tasks",
     # Parsed by _list_query from the query string in one validation (FastAPI's per-parameter
     # parsing of a query model cost more than the database round trip: docs/performance.md).
@@ -114,7 +136,7 @@ async def list_tasks(
     "",
     status_code=201,
     response_model=TaskPublic,
-    responses=error_responses(413),
+    responses={201: {"headers": CREATED_HEADERS}, **error_responses(413)},
     summary="Create a task",
 )
 async def create_task(
@@ -168,12 +190,18 @@ async def complete_task(
     task_id: TaskId,
     caller: CurrentUser,
     database: DatabaseDep,
+    request: Request,
     body: Annotated[TaskCompletion | None, Body()] = None,
 ) -> Response:
     """No body or ``{}``: toggle, atomically. ``{"completed": true|false}``: set it (idempotent:
     repeating it changes nothing, not even ``updated_at``). Any other body is a 400 that says
     what to send: ``{"completed": null}``, ``{"done": true}`` or ``{"completed": "yes"}`` never
     toggles a task by accident."""
+    if body is None and (await request.body()).strip():
+        # A JSON ``null`` body reaches here as no body at all: it is not one of the two shapes.
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": COMPLETION_BODY, "type": "completion_body"}]
+        )
     if body is None or body.completed is None:
         return found(await task_store.toggle(database, caller.id, task_id))
     return found(await task_store.set_completed(database, caller.id, task_id, body.completed))

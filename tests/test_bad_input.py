@@ -327,6 +327,16 @@ def test_complete_refuses_every_body_but_completed_true_or_false_fr006_fr008(
     assert_error(response, 400, COMPLETION_BODY, [(["body"], "completion_body")])
 
 
+@pytest.mark.parametrize("content", [b"null", b" null "], ids=["null", "spaced-null"])
+@pytest.mark.parametrize("write", [COMPLETE], ids=write_id, indirect=True)
+def test_complete_refuses_a_null_body_fr006_fr008(
+    write: Write, unchanged: None, content: bytes
+) -> None:
+    # JSON null is a body, and not one of the two shapes: not a silent toggle.
+    response = write.raw(content)
+    assert_error(response, 400, COMPLETION_BODY, [(["body"], "completion_body")])
+
+
 # ---- description ---------------------------------------------------------------------------------
 
 

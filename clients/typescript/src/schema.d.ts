@@ -26,7 +26,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: the database answers and its schema is migrated */
+        /** Readiness: the database answers, its schema is migrated, and no shutdown has begun */
         get: operations["readiness_health_ready_get"];
         put?: never;
         post?: never;
@@ -84,8 +84,7 @@ export interface paths {
         head?: never;
         /**
          * Update a task
-         * @description Partial update: only the fields sent change (frontends send ``Partial<Task>``);
-         *     ``"description": null`` clears the description.
+         * @description The same partial update as PUT.
          */
         patch: operations["patch_task"];
         trace?: never;
@@ -105,8 +104,10 @@ export interface paths {
         head?: never;
         /**
          * Toggle completion, or set it
-         * @description No body (or no ``completed``): toggle, atomically. ``{"completed": true|false}``: set it
-         *     (idempotent: repeating it changes nothing, not even ``updated_at``).
+         * @description No body or ``{}``: toggle, atomically. ``{"completed": true|false}``: set it (idempotent:
+         *     repeating it changes nothing, not even ``updated_at``). Any other body is a 400 that says
+         *     what to send: ``{"completed": null}``, ``{"done": true}`` or ``{"completed": "yes"}`` never
+         *     toggles a task by accident.
          */
         patch: operations["complete_task"];
         trace?: never;
@@ -159,8 +160,7 @@ export interface paths {
         head?: never;
         /**
          * Update a task
-         * @description Partial update: only the fields sent change (frontends send ``Partial<Task>``);
-         *     ``"description": null`` clears the description.
+         * @description The same partial update as PUT.
          */
         patch: operations["patch_task_user_path"];
         trace?: never;
@@ -180,8 +180,10 @@ export interface paths {
         head?: never;
         /**
          * Toggle completion, or set it
-         * @description No body (or no ``completed``): toggle, atomically. ``{"completed": true|false}``: set it
-         *     (idempotent: repeating it changes nothing, not even ``updated_at``).
+         * @description No body or ``{}``: toggle, atomically. ``{"completed": true|false}``: set it (idempotent:
+         *     repeating it changes nothing, not even ``updated_at``). Any other body is a 400 that says
+         *     what to send: ``{"completed": null}``, ``{"done": true}`` or ``{"completed": "yes"}`` never
+         *     toggles a task by accident.
          */
         patch: operations["complete_task_user_path"];
         trace?: never;
@@ -195,7 +197,7 @@ export interface components {
             /** Detail */
             detail: string;
             /** Errors */
-            errors?: components["schemas"]["ErrorItem"][] | null;
+            errors?: components["schemas"]["ErrorItem"][];
         };
         /** ErrorItem */
         ErrorItem: {
@@ -213,20 +215,27 @@ export interface components {
         };
         /**
          * TaskCompletion
-         * @description Body of PATCH .../complete: a boolean sets the state; absent or null toggles it.
+         * @description Body of PATCH .../complete: ``{"completed": true|false}`` sets the state; no body or
+         *     ``{}`` toggles it. Nothing else is guessed at: a typo (``{"done": true}``), a null or a
+         *     string must not silently toggle a task the other way, so each is a 400 that names the body
+         *     to send.
          */
         TaskCompletion: {
             /** Completed */
-            completed?: boolean | null;
+            completed?: boolean;
         };
         /** TaskCreate */
         TaskCreate: {
             /**
              * Title
+             * @description 1 to 200 characters after trimming surrounding whitespace
              * @example Buy milk
              */
             title: string;
-            /** Description */
+            /**
+             * Description
+             * @description At most 10,000 characters; null: no description
+             */
             description?: string | null;
             /**
              * Completed
@@ -264,12 +273,19 @@ export interface components {
          *     ``description: null`` clears the description; ``title`` and ``completed`` cannot be null.
          */
         TaskUpdate: {
-            /** Title */
-            title?: string | null;
-            /** Description */
+            /**
+             * Title
+             * @description 1 to 200 characters after trimming surrounding whitespace
+             * @example Buy milk
+             */
+            title?: string;
+            /**
+             * Description
+             * @description At most 10,000 characters; null: no description
+             */
             description?: string | null;
             /** Completed */
-            completed?: boolean | null;
+            completed?: boolean;
         };
     };
     responses: never;
@@ -292,6 +308,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -312,6 +330,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -321,6 +341,10 @@ export interface operations {
             /** @description Database or key server unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -333,18 +357,18 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description all, pending or completed */
-                status?: ("all" | "pending" | "completed") | null;
+                status?: "all" | "pending" | "completed";
                 /** @description alias of status */
-                status_filter?: ("all" | "pending" | "completed") | null;
+                status_filter?: "all" | "pending" | "completed";
                 /** @description true = completed, false = pending */
-                completed?: boolean | null;
+                completed?: boolean;
                 /** @description created (default, newest first), updated or title; '-' = descending */
-                sort?: ("created" | "updated" | "title" | "-created" | "-updated" | "-title") | null;
-                order?: ("asc" | "desc") | null;
+                sort?: "created" | "updated" | "title" | "-created" | "-updated" | "-title";
+                order?: "asc" | "desc";
                 limit?: number;
                 offset?: number;
                 /** @description opaque; from the Link: rel=next header */
-                cursor?: string | null;
+                cursor?: string;
             };
             header?: never;
             path?: never;
@@ -355,6 +379,12 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description How many tasks match the filter (all pages) */
+                    "X-Total-Count": number;
+                    /** @description The next page, if any: `</api/tasks?...&cursor=...>; rel="next"` */
+                    Link?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -364,6 +394,8 @@ export interface operations {
             /** @description Invalid input: the detail says what to correct */
             400: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -373,6 +405,21 @@ export interface operations {
             /** @description Missing, malformed, expired or untrusted token */
             401: {
                 headers: {
+                    /** @description RFC 6750: `Bearer`, or `Bearer error="invalid_token"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unexpected error (a bug): a generic detail, never a trace */
+            500: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -382,6 +429,10 @@ export interface operations {
             /** @description Database or key server unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -406,6 +457,10 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    /** @description The new task's path */
+                    Location: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -415,6 +470,8 @@ export interface operations {
             /** @description Invalid input: the detail says what to correct */
             400: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -424,6 +481,10 @@ export interface operations {
             /** @description Missing, malformed, expired or untrusted token */
             401: {
                 headers: {
+                    /** @description RFC 6750: `Bearer`, or `Bearer error="invalid_token"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -433,6 +494,19 @@ export interface operations {
             /** @description Request body over 1 MiB */
             413: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unexpected error (a bug): a generic detail, never a trace */
+            500: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -442,6 +516,10 @@ export interface operations {
             /** @description Database or key server unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -465,6 +543,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -474,6 +554,8 @@ export interface operations {
             /** @description Invalid input: the detail says what to correct */
             400: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -483,6 +565,10 @@ export interface operations {
             /** @description Missing, malformed, expired or untrusted token */
             401: {
                 headers: {
+                    /** @description RFC 6750: `Bearer`, or `Bearer error="invalid_token"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -492,6 +578,19 @@ export interface operations {
             /** @description No such task for this user */
             404: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unexpected error (a bug): a generic detail, never a trace */
+            500: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -501,6 +600,10 @@ export interface operations {
             /** @description Database or key server unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -528,6 +631,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -537,6 +642,8 @@ export interface operations {
             /** @description Invalid input: the detail says what to correct */
             400: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -546,6 +653,10 @@ export interface operations {
             /** @description Missing, malformed, expired or untrusted token */
             401: {
                 headers: {
+                    /** @description RFC 6750: `Bearer`, or `Bearer error="invalid_token"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -555,6 +666,8 @@ export interface operations {
             /** @description No such task for this user */
             404: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -564,6 +677,19 @@ export interface operations {
             /** @description Request body over 1 MiB */
             413: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unexpected error (a bug): a generic detail, never a trace */
+            500: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -573,6 +699,10 @@ export interface operations {
             /** @description Database or key server unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -596,6 +726,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -605,6 +737,8 @@ export interface operations {
             /** @description Invalid input: the detail says what to correct */
             400: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -614,6 +748,10 @@ export interface operations {
             /** @description Missing, malformed, expired or untrusted token */
             401: {
                 headers: {
+                    /** @description RFC 6750: `Bearer`, or `Bearer error="invalid_token"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -623,6 +761,19 @@ export interface operations {
             /** @description No such task for this user */
             404: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unexpected error (a bug): a generic detail, never a trace */
+            500: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -632,6 +783,10 @@ export interface operations {
             /** @description Database or key server unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -659,6 +814,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -668,6 +825,8 @@ export interface operations {
             /** @description Invalid input: the detail says what to correct */
             400: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -677,6 +836,10 @@ export interface operations {
             /** @description Missing, malformed, expired or untrusted token */
             401: {
                 headers: {
+                    /** @description RFC 6750: `Bearer`, or `Bearer error="invalid_token"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -686,6 +849,8 @@ export interface operations {
             /** @description No such task for this user */
             404: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -695,6 +860,19 @@ export interface operations {
             /** @description Request body over 1 MiB */
             413: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unexpected error (a bug): a generic detail, never a trace */
+            500: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -704,6 +882,10 @@ export interface operations {
             /** @description Database or key server unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -724,13 +906,15 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["TaskCompletion"] | null;
+                "application/json": components["schemas"]["TaskCompletion"];
             };
         };
         responses: {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -740,6 +924,8 @@ export interface operations {
             /** @description Invalid input: the detail says what to correct */
             400: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -749,6 +935,10 @@ export interface operations {
             /** @description Missing, malformed, expired or untrusted token */
             401: {
                 headers: {
+                    /** @description RFC 6750: `Bearer`, or `Bearer error="invalid_token"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -758,6 +948,8 @@ export interface operations {
             /** @description No such task for this user */
             404: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -767,6 +959,19 @@ export interface operations {
             /** @description Request body over 1 MiB */
             413: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unexpected error (a bug): a generic detail, never a trace */
+            500: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -776,6 +981,10 @@ export interface operations {
             /** @description Database or key server unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -788,18 +997,18 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description all, pending or completed */
-                status?: ("all" | "pending" | "completed") | null;
+                status?: "all" | "pending" | "completed";
                 /** @description alias of status */
-                status_filter?: ("all" | "pending" | "completed") | null;
+                status_filter?: "all" | "pending" | "completed";
                 /** @description true = completed, false = pending */
-                completed?: boolean | null;
+                completed?: boolean;
                 /** @description created (default, newest first), updated or title; '-' = descending */
-                sort?: ("created" | "updated" | "title" | "-created" | "-updated" | "-title") | null;
-                order?: ("asc" | "desc") | null;
+                sort?: "created" | "updated" | "title" | "-created" | "-updated" | "-title";
+                order?: "asc" | "desc";
                 limit?: number;
                 offset?: number;
                 /** @description opaque; from the Link: rel=next header */
-                cursor?: string | null;
+                cursor?: string;
             };
             header?: never;
             path: {
@@ -813,6 +1022,12 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description How many tasks match the filter (all pages) */
+                    "X-Total-Count": number;
+                    /** @description The next page, if any: `</api/tasks?...&cursor=...>; rel="next"` */
+                    Link?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -822,6 +1037,8 @@ export interface operations {
             /** @description Invalid input: the detail says what to correct */
             400: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -831,6 +1048,10 @@ export interface operations {
             /** @description Missing, malformed, expired or untrusted token */
             401: {
                 headers: {
+                    /** @description RFC 6750: `Bearer`, or `Bearer error="invalid_token"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -840,6 +1061,19 @@ export interface operations {
             /** @description The user id in the path is not the token's subject */
             403: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unexpected error (a bug): a generic detail, never a trace */
+            500: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -849,6 +1083,10 @@ export interface operations {
             /** @description Database or key server unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -876,6 +1114,10 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    /** @description The new task's path */
+                    Location: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -885,6 +1127,8 @@ export interface operations {
             /** @description Invalid input: the detail says what to correct */
             400: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -894,6 +1138,10 @@ export interface operations {
             /** @description Missing, malformed, expired or untrusted token */
             401: {
                 headers: {
+                    /** @description RFC 6750: `Bearer`, or `Bearer error="invalid_token"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -903,6 +1151,8 @@ export interface operations {
             /** @description The user id in the path is not the token's subject */
             403: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -912,6 +1162,19 @@ export interface operations {
             /** @description Request body over 1 MiB */
             413: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unexpected error (a bug): a generic detail, never a trace */
+            500: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -921,6 +1184,10 @@ export interface operations {
             /** @description Database or key server unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -946,6 +1213,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -955,6 +1224,8 @@ export interface operations {
             /** @description Invalid input: the detail says what to correct */
             400: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -964,6 +1235,10 @@ export interface operations {
             /** @description Missing, malformed, expired or untrusted token */
             401: {
                 headers: {
+                    /** @description RFC 6750: `Bearer`, or `Bearer error="invalid_token"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -973,6 +1248,8 @@ export interface operations {
             /** @description The user id in the path is not the token's subject */
             403: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -982,6 +1259,19 @@ export interface operations {
             /** @description No such task for this user */
             404: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unexpected error (a bug): a generic detail, never a trace */
+            500: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -991,6 +1281,10 @@ export interface operations {
             /** @description Database or key server unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1020,6 +1314,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1029,6 +1325,8 @@ export interface operations {
             /** @description Invalid input: the detail says what to correct */
             400: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1038,6 +1336,10 @@ export interface operations {
             /** @description Missing, malformed, expired or untrusted token */
             401: {
                 headers: {
+                    /** @description RFC 6750: `Bearer`, or `Bearer error="invalid_token"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1047,6 +1349,8 @@ export interface operations {
             /** @description The user id in the path is not the token's subject */
             403: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1056,6 +1360,8 @@ export interface operations {
             /** @description No such task for this user */
             404: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1065,6 +1371,19 @@ export interface operations {
             /** @description Request body over 1 MiB */
             413: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unexpected error (a bug): a generic detail, never a trace */
+            500: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1074,6 +1393,10 @@ export interface operations {
             /** @description Database or key server unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1099,6 +1422,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1108,6 +1433,8 @@ export interface operations {
             /** @description Invalid input: the detail says what to correct */
             400: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1117,6 +1444,10 @@ export interface operations {
             /** @description Missing, malformed, expired or untrusted token */
             401: {
                 headers: {
+                    /** @description RFC 6750: `Bearer`, or `Bearer error="invalid_token"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1126,6 +1457,8 @@ export interface operations {
             /** @description The user id in the path is not the token's subject */
             403: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1135,6 +1468,19 @@ export interface operations {
             /** @description No such task for this user */
             404: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unexpected error (a bug): a generic detail, never a trace */
+            500: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1144,6 +1490,10 @@ export interface operations {
             /** @description Database or key server unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1173,6 +1523,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1182,6 +1534,8 @@ export interface operations {
             /** @description Invalid input: the detail says what to correct */
             400: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1191,6 +1545,10 @@ export interface operations {
             /** @description Missing, malformed, expired or untrusted token */
             401: {
                 headers: {
+                    /** @description RFC 6750: `Bearer`, or `Bearer error="invalid_token"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1200,6 +1558,8 @@ export interface operations {
             /** @description The user id in the path is not the token's subject */
             403: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1209,6 +1569,8 @@ export interface operations {
             /** @description No such task for this user */
             404: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1218,6 +1580,19 @@ export interface operations {
             /** @description Request body over 1 MiB */
             413: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unexpected error (a bug): a generic detail, never a trace */
+            500: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1227,6 +1602,10 @@ export interface operations {
             /** @description Database or key server unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1249,13 +1628,15 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["TaskCompletion"] | null;
+                "application/json": components["schemas"]["TaskCompletion"];
             };
         };
         responses: {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1265,6 +1646,8 @@ export interface operations {
             /** @description Invalid input: the detail says what to correct */
             400: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1274,6 +1657,10 @@ export interface operations {
             /** @description Missing, malformed, expired or untrusted token */
             401: {
                 headers: {
+                    /** @description RFC 6750: `Bearer`, or `Bearer error="invalid_token"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1283,6 +1670,8 @@ export interface operations {
             /** @description The user id in the path is not the token's subject */
             403: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1292,6 +1681,8 @@ export interface operations {
             /** @description No such task for this user */
             404: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1301,6 +1692,19 @@ export interface operations {
             /** @description Request body over 1 MiB */
             413: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unexpected error (a bug): a generic detail, never a trace */
+            500: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1310,6 +1714,10 @@ export interface operations {
             /** @description Database or key server unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
                     [name: string]: unknown;
                 };
                 content: {
