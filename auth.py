@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request, Response, Security
+from fastapi import Depends, Path, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
@@ -22,11 +22,16 @@ from core.errors import ServiceUnavailable
 from core.jwks import KeysUnavailable
 from core.tokens import InvalidToken, TokenVerifier
 
+# The scheme as the OpenAPI document describes it (core/openapi.py marks every /api/ route);
+# the header itself is parsed below, for precise errors.
 bearer_scheme = HTTPBearer(
     auto_error=False,
     bearerFormat="JWT",
     description="A Better Auth JWT (from /api/auth/token, or signed with BETTER_AUTH_SECRET).",
 )
+
+
+CALLER = "taskapi.caller"  # where a request keeps its verified caller (AuthenticatedRoute)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,16 +41,13 @@ class Caller:
     id: str
 
 
-async def current_user(
-    request: Request,
-    # Declared for the OpenAPI security scheme; the header is parsed below for precise errors.
-    _scheme: Annotated[object, Security(bearer_scheme)] = None,
-) -> Caller:
+async def current_user(request: Request) -> Caller:
     """The caller named by the bearer token: 401 when there is none or it fails verification,
     503 when the keys to verify it cannot be fetched (never a 401 for a key that rotated)."""
-    known = getattr(request.state, "caller", None)
-    if isinstance(known, Caller):
-        return known  # verified earlier in this request (AuthenticatedRoute)
+    state = request.scope.setdefault("state", {})  # the request's own state, as a plain dict
+    known = state.get(CALLER)
+    if known is not None:
+        return known  # type: ignore[no-any-return]  # verified earlier in this request
     verifier: TokenVerifier = request.app.state.verifier
     try:
         subject = await verifier.verify(_bearer_token(request))
@@ -55,7 +57,7 @@ async def current_user(
         raise ServiceUnavailable(
             "Authentication keys are temporarily unavailable, retry shortly"
         ) from None
-    request.state.caller = caller = Caller(subject)
+    state[CALLER] = caller = Caller(subject)
     return caller
 
 

@@ -64,6 +64,8 @@ UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "GMT", "Etc/GMT", "Un
 # compare these strings, so every timestamp written here has exactly this form.
 SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
 SQLITE_NOW = "statement_time"  # the parameter SQLite statements read their "now" from
+# Rows turned into Python objects at a time before other requests get their turn.
+ROWS_PER_TURN = 200
 # Connections are replaced after this long: server-side memory and load balancing stay fresh.
 RECYCLE_SECONDS = 300.0
 
@@ -349,7 +351,15 @@ class PostgresDatabase(Database):
         await cursor.execute(statement, values)
         if self._prefix:
             cursor.nextset()  # past the SET's empty result, to the statement's
-        return await cursor.fetchall() if cursor.description is not None else []
+        if cursor.description is None:
+            return []
+        rows = await cursor.fetchmany(ROWS_PER_TURN)
+        while len(rows) % ROWS_PER_TURN == 0 and (more := await cursor.fetchmany(ROWS_PER_TURN)):
+            # A long result is turned into Python objects a slice at a time, and other
+            # requests run in between: a 1,000-row page never holds the event loop for long.
+            await asyncio.sleep(0)
+            rows += more
+        return rows
 
 
 def _still_open(connection: AsyncConnection[Row]) -> bool:

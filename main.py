@@ -11,24 +11,21 @@ from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
-from auth import path_user_is_caller
+from auth import bearer_scheme, path_user_is_caller
 from core.config import ConfigurationError, Settings, get_settings
 from core.errors import (
     RETRY_AFTER_SECONDS,
-    drop_422_from_openapi,
     error_responses,
     install_error_handlers,
 )
 from core.jwks import JwksCache
 from core.logs import configure_logging
 from core.middleware import (
-    BodySizeLimitMiddleware,
-    HeadMiddleware,
     JsonCORSMiddleware,
     RequestContextMiddleware,
-    TrailingSlashMiddleware,
-    UnhandledErrorMiddleware,
+    RequestShapeMiddleware,
 )
+from core.openapi import finish_openapi
 from core.shutdown import Drain, readiness_drops_first
 from core.tokens import TokenVerifier
 from db import DatabaseUnreachable, migrate_for_development, open_database
@@ -63,21 +60,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description="Per-user tasks for Next.js + Better Auth apps. Send a Bearer JWT.",
         lifespan=lifespan,
-        redirect_slashes=False,  # TrailingSlashMiddleware serves /api/tasks/ as /api/tasks
+        # FastAPI's native OpenTelemetry asks the providers on every request; this service
+        # exports none (its own JSON log line per request is the record).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+        redirect_slashes=False,  # RequestShapeMiddleware serves /api/tasks/ as /api/tasks
     )
     app.state.settings = settings
     app.state.database = database
     app.state.drain = drain
 
     install_error_handlers(app)
-    drop_422_from_openapi(app)
+    finish_openapi(app, bearer_scheme)
     # Added innermost first. Outermost: request id and access log, then CORS (so every answer,
-    # 413 and 500 included, carries CORS headers), then the 500 catch-all, the body limit, the
-    # trailing-slash normalisation and innermost HEAD served as GET, which routing sees.
-    app.add_middleware(HeadMiddleware)
-    app.add_middleware(TrailingSlashMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware)
-    app.add_middleware(UnhandledErrorMiddleware)
+    # 413 and 500 included, carries CORS headers), then the request's shape (trailing slash,
+    # HEAD, body limit) and the 500 catch-all, around routing.
+    app.add_middleware(RequestShapeMiddleware)
     app.add_middleware(
         JsonCORSMiddleware,
         allow_origins=settings.cors_origins,

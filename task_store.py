@@ -148,7 +148,10 @@ async def list_page(database: Database, owner: str, query: TaskListQuery) -> Pag
         total = int(rows[0][-1])
     else:  # past the end: the total still counts (a second statement, only here)
         total = int((await _rows(database, _count(query.status_value), owner))[0][0])
-    tasks = [_record(row) for row in rows[: query.limit]]
+    fields = FIELDS  # one dict per row, in a comprehension: no call per row (docs/performance.md)
+    tasks = cast(
+        list[TaskRecord], [dict(zip(fields, row, strict=False)) for row in rows[: query.limit]]
+    )
     after = None
     if len(rows) > query.limit:
         last = tasks[-1]

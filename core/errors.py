@@ -144,7 +144,7 @@ _METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
 
 def _allowed_methods(request: Request) -> str:
     """Every method some route serves at this path (Starlette names only the first route's);
-    HEAD wherever GET is (core.middleware.HeadMiddleware)."""
+    HEAD wherever GET is (core.middleware.RequestShapeMiddleware)."""
     routes = request.app.router.routes
     allowed = {
         method
@@ -176,44 +176,3 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(HTTPException, _on_http_error)
-
-
-def _optional_body_is_not_nullable(operation: dict[str, Any]) -> None:
-    """An optional body (``Model | None = None``) is documented as the model, not required:
-    FastAPI writes ``anyOf [model, null]``, which would invite a JSON ``null`` body."""
-    for media in operation.get("requestBody", {}).get("content", {}).values():
-        options = media.get("schema", {}).get("anyOf", [])
-        if len(options) == 2 and {"type": "null"} in options:
-            media["schema"] = next(option for option in options if option != {"type": "null"})
-
-
-_REQUEST_ID_HEADER = {
-    "description": "The request's id (the caller's X-Request-ID when it is a plain token)",
-    "schema": {"type": "string"},
-}
-
-
-def drop_422_from_openapi(app: FastAPI) -> None:
-    """FastAPI documents 422 for validation errors; this API answers 400 (listed per route).
-    Every response also documents the X-Request-ID header the middleware adds, and an optional
-    body is documented as optional, not nullable."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = build()
-            for item in document.get("paths", {}).values():
-                for operation in item.values():
-                    _optional_body_is_not_nullable(operation)
-                    responses = operation.get("responses", {})
-                    responses.pop("422", None)
-                    for response in responses.values():
-                        # core.middleware.RequestContextMiddleware puts it on every answer.
-                        response.setdefault("headers", {})["X-Request-ID"] = _REQUEST_ID_HEADER
-            schemas = document.get("components", {}).get("schemas", {})
-            for name in ("HTTPValidationError", "ValidationError"):
-                schemas.pop(name, None)
-            app.openapi_schema = document
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

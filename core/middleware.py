@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import error_response
+from core.logs import log_fields
 
 log = logging.getLogger("taskapi.access")
 
@@ -54,16 +55,14 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": route_template(scope),
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+            fields = {
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": route_template(scope),
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+            log_fields(log, logging.INFO, "request", fields)
 
 
 def route_template(scope: Scope) -> str:
@@ -75,101 +74,6 @@ def route_template(scope: Scope) -> str:
     effective = scope.get("fastapi", {}).get("effective_route_context")
     template = getattr(effective, "path_format", None) or getattr(scope.get("route"), "path", None)
     return template or "<unmatched>"
-
-
-class UnhandledErrorMiddleware:
-    """Turns an unexpected exception into a JSON 500 inside CORS, so browsers can read it.
-
-    Starlette's own 500 handler sits outside every middleware, CORS included: a browser would
-    see a CORS failure instead of the error. No stack trace or SQL ever reaches the body.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception(
-                "unhandled error",
-                extra={"request_id": scope["state"].get("request_id")},
-            )
-            if started:
-                raise
-            await error_response(500, "Internal server error")(scope, receive, send)
-
-
-class BodySizeLimitMiddleware:
-    """413 for request bodies over the limit, declared (Content-Length) or streamed (chunked).
-
-    Answered when the body is read, not on arrival: a route checks the caller first (auth's
-    AuthenticatedRoute), so a request without a valid token, or for another user's path, gets
-    its 401 or 403 whatever its size, and nothing of the body is read.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        too_large = f"Request body is larger than {self.max_bytes} bytes"
-        declared = dict(scope["headers"]).get(b"content-length")
-        declared_too_large = False
-        if declared is not None:
-            try:
-                length = int(declared)
-            except ValueError:
-                await error_response(400, "Content-Length is not a number")(scope, receive, send)
-                return
-            declared_too_large = length > self.max_bytes
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            if declared_too_large:
-                raise HTTPException(413, too_large)  # before a byte of it is read
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # FastAPI re-raises HTTPExceptions from body reading; the handler answers 413.
-                    raise HTTPException(413, too_large)
-            return message
-
-        await self.app(scope, counting_receive, send)
-
-
-class TrailingSlashMiddleware:
-    """``/api/tasks/`` is ``/api/tasks``: served directly, never redirected.
-
-    A redirect would echo the Host header into ``Location`` and costs browsers a round trip;
-    frontends that append a slash should simply work.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
-            trimmed = path.rstrip("/") or "/"
-            raw: bytes = scope.get("raw_path") or path.encode()
-            scope = {**scope, "path": trimmed, "raw_path": raw.rstrip(b"/") or b"/"}
-        await self.app(scope, receive, send)
 
 
 class JsonCORSMiddleware(CORSMiddleware):
@@ -185,21 +89,81 @@ class JsonCORSMiddleware(CORSMiddleware):
         return response
 
 
-class HeadMiddleware:
-    """HEAD is GET without the body (RFC 9110 §9.3.2): the same status and headers,
-    ``Content-Length`` included. Served for every GET route, undocumented."""
+class RequestShapeMiddleware:
+    """Inside CORS, around routing: what a request may look like, and what may escape from it.
 
-    def __init__(self, app: ASGIApp) -> None:
+    One layer for four small rules (every layer of middleware is a frame each await of every
+    request passes through: docs/performance.md):
+
+    - ``/api/tasks/`` is ``/api/tasks``: served directly, never redirected (a redirect would
+      echo the Host header into ``Location`` and cost browsers a round trip);
+    - HEAD is GET without the body (RFC 9110 §9.3.2): the same status and headers,
+      ``Content-Length`` included, for every GET route (undocumented);
+    - a body over ``max_bytes``, declared (Content-Length) or streamed (chunked), is a 413 when
+      it is read, not on arrival: a route checks the caller first (auth's AuthenticatedRoute),
+      so a request without a valid token, or for another user's path, gets its 401 or 403
+      whatever its size, and nothing of the body is read;
+    - an unexpected exception is a JSON 500 inside CORS, so browsers can read it (Starlette's
+      own 500 handler sits outside every middleware); no stack trace or SQL reaches the body.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
+        self.max_bytes = max_bytes
+        self.too_large = f"Request body is larger than {max_bytes} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path: str = scope["path"]
+        head = scope["method"] == "HEAD"
+        if head or (len(path) > 1 and path.endswith("/")):
+            scope = dict(scope)
+            if head:
+                scope["method"] = "GET"
+            if len(path) > 1 and path.endswith("/"):
+                raw: bytes = scope.get("raw_path") or path.encode()
+                scope["path"] = path.rstrip("/") or "/"
+                scope["raw_path"] = raw.rstrip(b"/") or b"/"
+        declared = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+        declared_too_large = False
+        if declared is not None:
+            try:
+                declared_too_large = int(declared) > self.max_bytes
+            except ValueError:
+                await error_response(400, "Content-Length is not a number")(scope, receive, send)
+                return
+        received = 0
+        started = False
 
-        async def send_without_body(message: Message) -> None:
-            if message["type"] == "http.response.body":
+        async def limited_receive() -> Message:
+            nonlocal received
+            if declared_too_large:
+                raise HTTPException(413, self.too_large)  # before a byte of it is read
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI re-raises HTTPExceptions from body reading; the handler answers 413.
+                    raise HTTPException(413, self.too_large)
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            elif head and message["type"] == "http.response.body":
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+        try:
+            await self.app(scope, limited_receive, tracked_send)
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": scope["state"].get("request_id")})
+            if started:
+                raise
+            await error_response(500, "Internal server error")(scope, receive, send)

@@ -32,7 +32,7 @@ async def readiness(
     database: Annotated[Database, Depends(get_database)], request: Request
 ) -> Health:
     # A database failure raises a 503 with Retry-After. (HEAD works too: load balancers and
-    # uptime monitors often probe with it; core.middleware.HeadMiddleware.)
+    # uptime monitors often probe with it; core.middleware.RequestShapeMiddleware.)
     if request.app.state.drain.draining:
         # SIGTERM arrived: the balancer takes this replica out before it stops accepting.
         raise ServiceUnavailable(SHUTTING_DOWN)
