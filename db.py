@@ -408,6 +408,10 @@ sqlite3.register_converter("DATETIME", _sqlite_timestamp)
 sqlite3.register_converter("BOOLEAN", lambda value: value != b"0")
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _sqlite_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime(SQLITE_TIMESTAMP)
@@ -450,6 +454,10 @@ class SQLiteDatabase(Database):
             isolation_level=None,
             uri=self._keeper is not None,
         )
+        # SQLite's own lower() folds ASCII only: search's case-insensitive match (task_store)
+        # folds every letter, as PostgreSQL's ILIKE does. (Before any statement: SQLite will
+        # not replace a function while a statement is open.)
+        await connection.create_function("lower", 1, _lower, deterministic=True)
         await connection.execute("PRAGMA busy_timeout=5000")
         await _wal(connection)
         await connection.execute("PRAGMA synchronous=NORMAL")

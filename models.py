@@ -73,12 +73,13 @@ class Task(SQLModel, table=True):
     """A user's task. Statements about tasks live in ``task_store.py``; this is only the table."""
 
     __tablename__ = "tasks"
-    # The list query is "this user's tasks, newest (or most recently updated) first": these
-    # indexes answer it, and its keyset pages, without sorting. They also serve FR-005's
-    # "user_id indexed" (user_id is their leading column).
+    # The list query is "this user's tasks in this order" (newest, recently updated, or by
+    # title): these indexes answer it, and its keyset pages, without sorting. They also serve
+    # FR-005's "user_id indexed" (user_id is their leading column).
     __table_args__ = (
         Index("ix_tasks_user_created", "user_id", "created_at", "id"),
         Index("ix_tasks_user_updated", "user_id", "updated_at", "id"),
+        Index("ix_tasks_user_title", "user_id", "title", "id"),
         {"sqlite_autoincrement": True},
     )
 

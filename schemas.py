@@ -206,6 +206,8 @@ _NATURAL_DESCENDING: dict[str, bool] = {
 
 
 NOT_OUR_CURSOR = "cursor is not one this API issued"
+MAX_OFFSET = 10_000
+SEARCH_MAX = 200
 
 
 class Cursor(BaseModel):
@@ -272,12 +274,48 @@ class TaskListQuery(BaseModel):
     )
     order: Literal["asc", "desc"] | None = None
     limit: int = Field(default=100, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0, le=MAX_BIGINT)
+    offset: int = Field(
+        default=0,
+        ge=0,
+        description=f"at most {MAX_OFFSET:,}; deeper pages: follow the Link header's cursor",
+    )
     cursor: str | None = Field(
         default=None,
         max_length=1024,
         description="opaque; from the Link: rel=next header",
     )
+    search: str | None = Field(
+        default=None,
+        description=(
+            f"case-insensitive text to find in title or description (at most {SEARCH_MAX} "
+            "characters; empty: no search)"
+        ),
+    )
+
+    @field_validator("offset", mode="after")
+    @classmethod
+    def _shallow_offset(cls, value: int) -> int:
+        # Every skipped row is read: deep pages go by the keyset cursor, which costs the same
+        # on page 200 as on page 1 (issue 15: a deep offset let one user starve the others).
+        if value > MAX_OFFSET:
+            raise PydanticCustomError(
+                "offset_too_deep",
+                "must be at most {max}; for deeper pages follow the cursor in the Link header "
+                '(rel="next"), which has no limit',
+                {"max": MAX_OFFSET},
+            )
+        return value
+
+    @field_validator("search", mode="after")
+    @classmethod
+    def _search_text(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # an empty search box: every task
+        if len(value) > SEARCH_MAX:
+            raise PydanticCustomError(
+                "search_length", "must be at most {max} characters", {"max": SEARCH_MAX}
+            )
+        return _storable(value.strip())
 
     _position: "Cursor | None" = PrivateAttr(default=None)
 

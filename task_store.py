@@ -22,9 +22,21 @@ from typing import Any, TypedDict, cast
 
 from sqlalchemy import BigInteger, ColumnElement, Integer
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, Select
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
-from sqlmodel import and_, bindparam, case, col, func, insert, or_, select, tuple_
+from sqlmodel import (
+    and_,
+    bindparam,
+    case,
+    col,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+)
 from sqlmodel import delete as delete_from
 from sqlmodel import update as update_rows
 
@@ -80,7 +92,13 @@ class Statement:
     def sql(self, dialect: Dialect) -> str:
         sql = self._compiled.get(dialect.name)
         if sql is None:
-            sql = self._compiled[dialect.name] = str(self.statement.compile(dialect=dialect))
+            compiled = cast(SQLCompiler, self.statement.compile(dialect=dialect))
+            # Values are supplied per request, by name; a value SQLAlchemy would bind on its own
+            # (a Python literal in the statement) would be missing when the driver runs it.
+            own = [name for name, bind in compiled.binds.items() if bind.value is not None]
+            if own:
+                raise ValueError(f"statement binds values of its own {own}: use bindparam()")
+            sql = self._compiled[dialect.name] = str(compiled)
         return sql
 
 
@@ -101,16 +119,48 @@ def _one(rows: list[Row]) -> TaskRecord | None:
 # ---- reading -----------------------------------------------------------------------------------
 
 
-@cache
-def _filtered(status: StatusValue) -> ColumnElement[bool]:
-    if status == "all":
-        return owned_by()
-    return and_(owned_by(), col(Task.completed).is_(status == "completed"))
+SEARCH: BindParameter[str] = bindparam("search_pattern", required=True)
 
 
 @cache
-def _page(status: StatusValue, sort: SortKey, descending: bool, after: bool) -> Statement:
-    scope = _filtered(status)
+def _filtered(status: StatusValue, searching: bool) -> ColumnElement[bool]:
+    scope = owned_by()
+    if status != "all":
+        scope = and_(scope, col(Task.completed).is_(status == "completed"))
+    if searching:
+        # Case-insensitive substring of the title or the description (PostgreSQL: ILIKE, which
+        # the trigram index of migration 0003 serves; SQLite: lower() on both sides).
+        matches = or_(
+            col(Task.title).ilike(SEARCH, escape="\\"),
+            col(Task.description).ilike(SEARCH, escape="\\"),
+        )
+        scope = and_(scope, matches)
+    return scope
+
+
+def search_pattern(text: str) -> str:
+    """``%text%`` for LIKE, with the caller's own ``%``, ``_`` and ``\\`` taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _counted(scope: ColumnElement[bool]) -> Select[Any]:
+    """How many rows match, reading at most ``count_limit`` of them (the per-user cap): the
+    total costs no more than the largest list a user may have, whatever the table holds."""
+    matching = (
+        select(col(Task.id))
+        .where(scope)
+        .limit(bindparam("count_limit", required=True))
+        .offset(literal_column("0"))  # else SQLite's compiler adds an OFFSET placeholder of its own
+    )
+    return select(func.count()).select_from(matching.subquery("matching"))
+
+
+@cache
+def _page(
+    status: StatusValue, searching: bool, sort: SortKey, descending: bool, after: bool
+) -> Statement:
+    scope = _filtered(status, searching)
     key = col(getattr(Task, SORT_FIELDS[sort]))
     page = select(*PUBLIC).where(scope)
     if after:
@@ -122,7 +172,7 @@ def _page(status: StatusValue, sort: SortKey, descending: bool, after: bool) -> 
     order = (key.desc(), col(Task.id).desc()) if descending else (key.asc(), col(Task.id).asc())
     # The total rides along as an uncorrelated scalar subquery (evaluated once), and one extra
     # row tells whether a next page exists: a page is a single round trip.
-    total = select(func.count()).select_from(Task).where(scope).scalar_subquery()
+    total = _counted(scope).scalar_subquery()
     return Statement(
         page.add_columns(total.label("total"))
         .order_by(*order)
@@ -132,22 +182,33 @@ def _page(status: StatusValue, sort: SortKey, descending: bool, after: bool) -> 
 
 
 @cache
-def _count(status: StatusValue) -> Statement:
-    return Statement(select(func.count()).select_from(Task).where(_filtered(status)))
+def _count(status: StatusValue, searching: bool) -> Statement:
+    return Statement(_counted(_filtered(status, searching)))
 
 
-async def list_page(database: Database, owner: str, query: TaskListQuery) -> Page:
-    """One page of the owner's tasks, in the query's order, with the filter's total."""
-    position = query.position
-    statement = _page(query.status_value, query.sort_key, query.descending, position is not None)
-    values: dict[str, Any] = {"offset": query.offset, "limit": query.limit + 1}
+async def list_page(
+    database: Database, owner: str, query: TaskListQuery, *, count_limit: int
+) -> Page:
+    """One page of the owner's tasks, in the query's order, with the filter's total (counted
+    up to ``count_limit``, the per-user cap)."""
+    position, searching = query.position, query.search is not None
+    shape = (query.status_value, searching)
+    statement = _page(*shape, query.sort_key, query.descending, position is not None)
+    values: dict[str, Any] = {
+        "offset": query.offset,
+        "limit": query.limit + 1,
+        "count_limit": count_limit,
+    }
     if position is not None:
         values.update(after_value=position.value, after_id=position.id)
+    if query.search is not None:
+        values["search_pattern"] = search_pattern(query.search)
     rows = await _rows(database, statement, owner, **values)
     if rows:
         total = int(rows[0][-1])
     else:  # past the end: the total still counts (a second statement, only here)
-        total = int((await _rows(database, _count(query.status_value), owner))[0][0])
+        counted = await _rows(database, _count(*shape), owner, **values)
+        total = int(counted[0][0])
     fields = FIELDS  # one dict per row, in a comprehension: no call per row (docs/performance.md)
     tasks = cast(
         list[TaskRecord], [dict(zip(fields, row, strict=False)) for row in rows[: query.limit]]

@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     request_body_min_rate: int = Field(default=1024, ge=0)
     max_connections_per_client: int = Field(default=1000, ge=0)
 
+    # Fair use (issues 12 and 15). Tasks one user may store; X-Total-Count counts up to it.
+    max_tasks_per_user: int = Field(default=10_000, ge=1, le=10_000_000)
+    # Requests of one user served at once per process; more wait in a per-user queue of at most
+    # per_user_queue requests for at most per_user_wait_seconds, then 429. Keep it under
+    # DB_POOL_SIZE: a user never holds more connections than this.
+    per_user_concurrency: int = Field(default=4, ge=1, le=1000)
+    per_user_queue: int = Field(default=32, ge=0, le=100_000)
+    per_user_wait_seconds: float = Field(default=5.0, gt=0, le=120)
+
     # On SIGTERM, /health/ready fails at once and the server keeps serving this long before it
     # stops accepting (core/shutdown.py): a load balancer's health check takes it out first.
     shutdown_delay_seconds: float = Field(default=0.0, ge=0, le=120)

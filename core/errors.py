@@ -56,9 +56,11 @@ _ERROR_DESCRIPTIONS = {
     403: "The user id in the path is not the token's subject",
     404: "No such task for this user",
     413: "Request body over 1 MiB",
+    429: "Too many requests from this user at once (or too many writes); retry after Retry-After",
     500: "Unexpected error (a bug): a generic detail, never a trace",
     503: "Database or key server unavailable; retry after Retry-After seconds",
 }
+_RETRY_AFTER = {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
 _ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {
         "WWW-Authenticate": {
@@ -66,12 +68,8 @@ _ERROR_HEADERS: dict[int, dict[str, Any]] = {
             "schema": {"type": "string"},
         }
     },
-    503: {
-        "Retry-After": {
-            "description": "Seconds to wait before retrying",
-            "schema": {"type": "integer"},
-        }
-    },
+    429: {"Retry-After": _RETRY_AFTER},
+    503: {"Retry-After": _RETRY_AFTER},
 }
 
 

@@ -38,8 +38,12 @@ from schemas import (
 )
 from task_store import TaskRecord
 
+# AuthenticatedRoute: the token (401), the alias's path user (403) and the caller's fair share
+# of the service (429) are settled before a body is read.
 router = APIRouter(
-    tags=["tasks"], responses=error_responses(400, 401, 500, 503), route_class=AuthenticatedRoute
+    tags=["tasks"],
+    responses=error_responses(400, 401, 429, 500, 503),
+    route_class=AuthenticatedRoute,
 )
 
 
@@ -121,7 +125,8 @@ async def list_tasks(
 ) -> Response:
     """A bare JSON array, newest first by default. ``X-Total-Count`` counts every task matching
     the filter; ``Link: <...>; rel="next"`` carries a keyset cursor when there is another page."""
-    page = await task_store.list_page(database, caller.id, query)
+    limit = request.app.state.settings.max_tasks_per_user
+    page = await task_store.list_page(database, caller.id, query, count_limit=limit)
     headers = {"X-Total-Count": str(page.total)}
     if page.next is not None:
         kept = [

@@ -527,7 +527,7 @@ def test_every_statement_that_changes_data_is_known_as_a_write_fr008() -> None:
         if isinstance(value, task_store.Statement)
     }
     statements |= {
-        "page": task_store._page("all", "created", True, False),
+        "page": task_store._page("all", True, "created", True, False),
         "set": task_store._set(frozenset({"title"})),
     }
     for name, statement in statements.items():
