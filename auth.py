@@ -80,8 +80,9 @@ class AuthenticatedRoute(APIRoute):
     valid token and a malformed body would get a 400 (and learn about our input rules) instead
     of a 401, and on the alias another user's path would get a 400 or 413 instead of a 403.
     This route checks the token first, then, where its path has a ``{user_id}`` (the alias,
-    however it is mounted), ``path_user_is_caller``; only then is the body read. The
-    dependencies find the caller already verified.
+    however it is mounted), ``path_user_is_caller``; then it waits for one of the caller's
+    turns (fair share, core/fairness.py); only then is the body read. The dependencies find
+    the caller already verified.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -92,7 +93,10 @@ class AuthenticatedRoute(APIRoute):
             path_user = request.path_params.get("user_id")
             if path_user is not None:
                 await path_user_is_caller(path_user, caller)  # 403
-            return await handle(request)
+            # Then the caller's turn (core/fairness.py, 429 past the user's queue): reading the
+            # body, the handler and its database work all count against the caller's share.
+            async with request.app.state.fair_share.turn(caller.id):
+                return await handle(request)
 
         return handler
 

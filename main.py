@@ -18,6 +18,7 @@ from core.errors import (
     error_responses,
     install_error_handlers,
 )
+from core.fairness import FairShare
 from core.jwks import JwksCache
 from core.logs import configure_logging
 from core.middleware import (
@@ -68,6 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.drain = drain
+    app.state.fair_share = FairShare(
+        settings.per_user_concurrency, settings.per_user_queue, settings.per_user_wait_seconds
+    )
 
     install_error_handlers(app)
     finish_openapi(app, bearer_scheme)

@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, select
 
 from auth import AuthenticatedRoute, CurrentUser, path_user_is_caller
 from core.errors import install_error_handlers
+from core.fairness import FairShare
 from core.middleware import MAX_BODY_BYTES
 from core.tokens import TokenVerifier
 from models import tasks
@@ -697,6 +698,7 @@ def test_alias_mounted_by_include_router_checks_the_path_user_before_the_body_fr
         router, prefix="/api/{user_id}/tasks", dependencies=[Depends(path_user_is_caller)]
     )
     app.state.verifier = TokenVerifier(make_settings(pg_url), None)
+    app.state.fair_share = FairShare(concurrency=4, queue=32, wait_seconds=5)
     install_error_handlers(app)
     client = TestClient(app)
     alice = {"Content-Type": "application/json", **bearer(mint(ALICE))}
