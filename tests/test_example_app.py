@@ -28,8 +28,6 @@ from typing import Any
 import httpx2
 import pytest
 
-from core.config import Settings
-from main import create_app
 from tests.betterauth_fixtures import PASSWORD, claims, node_binary
 from tests.conftest import running
 from tests.frontend_tools import CLIENT_DIR, EXAMPLE_DIR, NextServer, free_port, next_build, npm_ci
@@ -41,19 +39,6 @@ CACHE_SECONDS = 5  # cookie-cache mode: short, so that the cache expires during 
 DRIVE_SECONDS = 300
 BLANK_TITLE = "title: must be 1 to 200 characters after trimming surrounding whitespace"
 PENDING, DONE = False, True
-
-
-def _api_has_search() -> bool:
-    """Whether GET /api/tasks documents ``search`` (issue 13 item 5, the API's side)."""
-    settings = Settings(
-        _env_file=None,
-        environment="development",
-        database_url="sqlite://",
-        better_auth_secret=secrets.token_urlsafe(32),
-        log_level="WARNING",
-    )
-    operation = create_app(settings).openapi()["paths"]["/api/tasks"]["get"]
-    return any(parameter["name"] == "search" for parameter in operation["parameters"])
 
 
 @dataclass
@@ -361,11 +346,6 @@ def test_cookie_cache_expiring_mid_session_is_refreshed_and_keeps_working_fr002(
 # --- Search: needs the API's ?search= (issue 13 item 5) ------------------------------------------
 
 
-@pytest.mark.xfail(
-    not _api_has_search(),
-    reason="GET /api/tasks has no `search` parameter yet (issue 13 item 5, the API's side)",
-    strict=True,
-)
 def test_example_search_box_matches_title_or_description_with_filters_fr006(
     example_runs: Runs,
 ) -> None:

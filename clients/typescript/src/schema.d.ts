@@ -366,9 +366,12 @@ export interface operations {
                 sort?: "created" | "updated" | "title" | "-created" | "-updated" | "-title";
                 order?: "asc" | "desc";
                 limit?: number;
+                /** @description at most 10,000; deeper pages: follow the Link header's cursor */
                 offset?: number;
                 /** @description opaque; from the Link: rel=next header */
                 cursor?: string;
+                /** @description case-insensitive text to find in title or description (at most 200 characters; empty: no search) */
+                search?: string;
             };
             header?: never;
             path?: never;
@@ -407,6 +410,19 @@ export interface operations {
                 headers: {
                     /** @description RFC 6750: `Bearer`, or `Bearer error="invalid_token"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -502,6 +518,19 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unexpected error (a bug): a generic detail, never a trace */
             500: {
                 headers: {
@@ -578,6 +607,19 @@ export interface operations {
             /** @description No such task for this user */
             404: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -685,6 +727,19 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unexpected error (a bug): a generic detail, never a trace */
             500: {
                 headers: {
@@ -761,6 +816,19 @@ export interface operations {
             /** @description No such task for this user */
             404: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -868,6 +936,19 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unexpected error (a bug): a generic detail, never a trace */
             500: {
                 headers: {
@@ -967,6 +1048,19 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unexpected error (a bug): a generic detail, never a trace */
             500: {
                 headers: {
@@ -1006,9 +1100,12 @@ export interface operations {
                 sort?: "created" | "updated" | "title" | "-created" | "-updated" | "-title";
                 order?: "asc" | "desc";
                 limit?: number;
+                /** @description at most 10,000; deeper pages: follow the Link header's cursor */
                 offset?: number;
                 /** @description opaque; from the Link: rel=next header */
                 cursor?: string;
+                /** @description case-insensitive text to find in title or description (at most 200 characters; empty: no search) */
+                search?: string;
             };
             header?: never;
             path: {
@@ -1061,6 +1158,19 @@ export interface operations {
             /** @description The user id in the path is not the token's subject */
             403: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -1170,6 +1280,19 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unexpected error (a bug): a generic detail, never a trace */
             500: {
                 headers: {
@@ -1259,6 +1382,19 @@ export interface operations {
             /** @description No such task for this user */
             404: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -1379,6 +1515,19 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unexpected error (a bug): a generic detail, never a trace */
             500: {
                 headers: {
@@ -1468,6 +1617,19 @@ export interface operations {
             /** @description No such task for this user */
             404: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -1588,6 +1750,19 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unexpected error (a bug): a generic detail, never a trace */
             500: {
                 headers: {
@@ -1692,6 +1867,19 @@ export interface operations {
             /** @description Request body over 1 MiB */
             413: {
                 headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
