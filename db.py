@@ -26,11 +26,11 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import aiosqlite
 import psycopg
@@ -58,6 +58,7 @@ SCHEMA_NOT_MIGRATED = "Database schema is not migrated: run `make migrate`"
 UNAVAILABLE = "Database unavailable, retry shortly"
 BUSY = "Database busy, retry shortly"
 UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a relation that does not exist
+LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout ran out
 # Session time zones that already give UTC datetimes (anything else is converted per value).
 UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "GMT", "Etc/GMT", "Universal", "Zulu"})
 # SQLAlchemy's storage format for SQLite DATETIME columns: the rows and the keyset cursors
@@ -90,6 +91,11 @@ def _statement_time(element: statement_time, compiler: SQLCompiler, **kw: Any) -
 @compiles(statement_time, "sqlite")
 def _statement_time_sqlite(element: statement_time, compiler: SQLCompiler, **kw: Any) -> str:
     return f":{SQLITE_NOW}"
+
+
+class LockTimeout(Exception):
+    """A statement waited longer than its ``lock_timeout`` for a row another transaction holds
+    (only statements that set one: an Idempotency-Key's claim, task_store)."""
 
 
 class SchemaMissing(ServiceUnavailable):
@@ -189,6 +195,14 @@ class Pool(Generic[C]):
 # ---- the database ------------------------------------------------------------------------------
 
 
+class Runs(Protocol):
+    """What runs a statement: a ``Database``, or a transaction one hands out."""
+
+    dialect: Dialect
+
+    async def fetch(self, sql: str, values: Mapping[str, Any], *, write: bool) -> list[Row]: ...
+
+
 class Database(ABC):
     """Runs one compiled statement per call; ``task_store`` compiles them for ``dialect``."""
 
@@ -205,6 +219,15 @@ class Database(ABC):
         (503) when the database cannot answer, ``CommitOutcomeUnknown`` when a write's answer
         was lost, ``SchemaMissing`` when the schema is not migrated.
         """
+
+    async def script(self, statements: Sequence[str], values: Mapping[str, Any]) -> list[list[Row]]:
+        """Several statements as one transaction in one round trip (PostgreSQL: one message),
+        each one's rows in order; a write like ``fetch(write=True)``."""
+        raise NotImplementedError(f"{type(self).__name__} runs statements one at a time")
+
+    def transaction(self) -> AbstractAsyncContextManager["Runs"]:
+        """Statements run one at a time, in one transaction (SQLite: the file's write lock)."""
+        raise NotImplementedError(f"{type(self).__name__} sends a script instead")
 
     async def schema_revision(self) -> str | None:
         """The Alembic revision the database is at (None: never migrated)."""
@@ -344,6 +367,31 @@ class PostgresDatabase(Database):
                 return rows
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def script(self, statements: Sequence[str], values: Mapping[str, Any]) -> list[list[Row]]:
+        sql = self._prefix + ";\n".join(statements)
+        async with self.pool.connection() as pooled:
+            connection: AsyncConnection[Row] = pooled.connection
+            try:
+                cursor = connection.cursor()
+                await cursor.execute(sql, values)
+                if self._prefix:
+                    cursor.nextset()
+                results = []
+                for _ in statements:
+                    fetched = await cursor.fetchall() if cursor.description is not None else []
+                    results.append(fetched)
+                    cursor.nextset()
+            except psycopg.Error as exc:
+                if not connection.broken:
+                    if connection.info.transaction_status == pq.TransactionStatus.IDLE:
+                        Pool.reuse(pooled)
+                    raise _translate(exc) from exc
+                if exc.sqlstate is None:
+                    raise CommitOutcomeUnknown from exc
+                raise ServiceUnavailable(UNAVAILABLE) from exc
+            Pool.reuse(pooled)
+            return results
+
     async def _run(
         self, connection: AsyncConnection[Row], statement: str, values: Mapping[str, Any]
     ) -> list[Row]:
@@ -390,6 +438,8 @@ def _translate(exc: psycopg.Error) -> Exception:
     """A server error on a healthy connection, as the answer it deserves."""
     if exc.sqlstate == UNDEFINED_TABLE:
         return SchemaMissing()
+    if exc.sqlstate == LOCK_NOT_AVAILABLE:
+        return LockTimeout()
     if isinstance(exc, psycopg.OperationalError):
         # e.g. query_canceled (the statement timeout), too many connections: not stored.
         return ServiceUnavailable(UNAVAILABLE)
@@ -467,20 +517,60 @@ class SQLiteDatabase(Database):
     async def _disconnect(connection: aiosqlite.Connection) -> None:
         await connection.close()
 
-    async def fetch(self, sql: str, values: Mapping[str, Any], *, write: bool) -> list[Row]:
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator["Runs"]:
+        async with self.pool.connection() as pooled:
+            connection: aiosqlite.Connection = pooled.connection
+            try:
+                await connection.execute("BEGIN IMMEDIATE")  # the write lock, before any read
+            except sqlite3.OperationalError as exc:
+                Pool.reuse(pooled)
+                raise ServiceUnavailable(BUSY) from exc
+            try:
+                yield _SQLiteTransaction(self, connection)
+            except BaseException:
+                await connection.execute("ROLLBACK")
+                Pool.reuse(pooled)
+                raise
+            await connection.execute("COMMIT")
+            Pool.reuse(pooled)
+
+    async def execute(
+        self, connection: aiosqlite.Connection, sql: str, values: Mapping[str, Any]
+    ) -> list[Row]:
         parameters = {key: _sqlite_value(value) for key, value in values.items()}
         if f":{SQLITE_NOW}" in sql:
             parameters[SQLITE_NOW] = _sqlite_value(datetime.now(UTC))
+        try:
+            rows = await connection.execute_fetchall(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                raise SchemaMissing() from exc
+            raise ServiceUnavailable(BUSY if "locked" in str(exc) else UNAVAILABLE) from exc
+        return cast(list[Row], list(rows))  # plain tuples: no row factory is set
+
+    async def fetch(self, sql: str, values: Mapping[str, Any], *, write: bool) -> list[Row]:
         async with self.pool.connection() as pooled:
             try:
-                rows: Sequence[Row] = await pooled.connection.execute_fetchall(sql, parameters)
-            except sqlite3.OperationalError as exc:
-                Pool.reuse(pooled)
-                if "no such table" in str(exc):
-                    raise SchemaMissing() from exc
-                raise ServiceUnavailable(BUSY if "locked" in str(exc) else UNAVAILABLE) from exc
+                rows = await self.execute(pooled.connection, sql, values)
+            except ServiceUnavailable:
+                Pool.reuse(pooled)  # SQLite said no (locked, no table): the connection is fine
+                raise
             Pool.reuse(pooled)
-            return list(rows)
+            return rows
+
+
+class _SQLiteTransaction:
+    """One connection in ``BEGIN IMMEDIATE``: statements run one at a time, all or nothing."""
+
+    dialect: Dialect = pysqlite.dialect(paramstyle="named")
+
+    def __init__(self, database: "SQLiteDatabase", connection: aiosqlite.Connection) -> None:
+        self._database = database
+        self._connection = connection
+
+    async def fetch(self, sql: str, values: Mapping[str, Any], *, write: bool) -> list[Row]:
+        return await self._database.execute(self._connection, sql, values)
 
 
 async def _wal(connection: aiosqlite.Connection) -> None:

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, Table, Text, false
+from sqlalchemy import BigInteger, DateTime, Index, Integer, Table, Text, false, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -99,6 +99,38 @@ class Task(SQLModel, table=True):
         sa_type=UTCDateTime,
         sa_column_kwargs={"server_default": db_now()},
     )
+    # Up by one with every change that changes something: the task's ETag (issue 12).
+    version: int = Field(
+        default=1, sa_type=BigInteger, sa_column_kwargs={"server_default": text("1")}
+    )
+
+    __table__: ClassVar[Table]
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """A write's ``Idempotency-Key``, per user, for 24 hours: the request it came with (a
+    fingerprint) and the answer it got (status, and the task as it was then)."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_created", "created_at"),)
+
+    user_id: str = Field(primary_key=True, max_length=USER_ID_MAX)
+    key: str = Field(primary_key=True, max_length=255)
+    fingerprint: str = Field(max_length=64)
+    created_at: datetime = Field(
+        default_factory=utc_now,
+        sa_type=UTCDateTime,
+        sa_column_kwargs={"server_default": db_now()},
+    )
+    # NULL only inside the transaction that claimed the key; then the status it answered.
+    status: int | None = Field(default=None)
+    task_id: int | None = Field(default=None, sa_type=BigInteger)
+    title: str | None = Field(default=None, max_length=TITLE_MAX)
+    description: str | None = Field(default=None, sa_type=Text)
+    completed: bool | None = Field(default=None)
+    task_created_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    task_updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    task_version: int | None = Field(default=None, sa_type=BigInteger)
 
     __table__: ClassVar[Table]
 
