@@ -31,6 +31,7 @@ bearer_scheme = HTTPBearer(
 )
 
 
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
 CALLER = "taskapi.caller"  # where a request keeps its verified caller (AuthenticatedRoute)
 
 
@@ -80,8 +81,9 @@ class AuthenticatedRoute(APIRoute):
     valid token and a malformed body would get a 400 (and learn about our input rules) instead
     of a 401, and on the alias another user's path would get a 400 or 413 instead of a 403.
     This route checks the token first, then, where its path has a ``{user_id}`` (the alias,
-    however it is mounted), ``path_user_is_caller``; then it waits for one of the caller's
-    turns (fair share, core/fairness.py); only then is the body read. The dependencies find
+    however it is mounted), ``path_user_is_caller``; then, for a write, the caller's write
+    rate (core/rate_limit.py); then it waits for one of the caller's turns (fair share,
+    core/fairness.py); only then is the body read. The dependencies find
     the caller already verified.
     """
 
@@ -93,6 +95,8 @@ class AuthenticatedRoute(APIRoute):
             path_user = request.path_params.get("user_id")
             if path_user is not None:
                 await path_user_is_caller(path_user, caller)  # 403
+            if request.method not in READS:
+                request.app.state.write_rate.take(caller.id)  # 429 past WRITE_RATE_LIMIT
             # Then the caller's turn (core/fairness.py, 429 past the user's queue): reading the
             # body, the handler and its database work all count against the caller's share.
             async with request.app.state.fair_share.turn(caller.id):

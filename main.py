@@ -27,6 +27,7 @@ from core.middleware import (
     RequestShapeMiddleware,
 )
 from core.openapi import finish_openapi
+from core.rate_limit import WriteRateLimit
 from core.shutdown import Drain, readiness_drops_first
 from core.tokens import TokenVerifier
 from db import DatabaseUnreachable, migrate_for_development, open_database
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.fair_share = FairShare(
         settings.per_user_concurrency, settings.per_user_queue, settings.per_user_wait_seconds
     )
+    app.state.write_rate = WriteRateLimit(*settings.write_rate)
 
     install_error_handlers(app)
     finish_openapi(app, bearer_scheme)
@@ -83,13 +85,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         JsonCORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "X-Request-ID",
+            "If-Match",
+            "If-None-Match",
+            "Idempotency-Key",
+        ],
         expose_headers=[
             "X-Total-Count",
             "Link",
             "Location",
             "X-Request-ID",
             "Retry-After",
+            "ETag",
+            "Idempotent-Replayed",
         ],
         max_age=600,
     )

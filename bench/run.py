@@ -289,6 +289,9 @@ class Context:
             "CORS_ORIGINS": "http://localhost:3000",
             "LOG_LEVEL": self.args.log_level,
             "DB_POOL_SIZE": str(pool_size or self.args.pool_size),
+            # The load is the point here: no per-user write limit, no fair-share queue.
+            "WRITE_RATE_LIMIT": "1000000/1",
+            "PER_USER_CONCURRENCY": "1000",
         }
         return Server("product", "main:app", env, workers, self.workdir, self.first_token())
 

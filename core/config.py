@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     per_user_concurrency: int = Field(default=4, ge=1, le=1000)
     per_user_queue: int = Field(default=32, ge=0, le=100_000)
     per_user_wait_seconds: float = Field(default=5.0, gt=0, le=120)
+    # Writes one user may make: "N/S" is N at once, then N per S seconds (a token bucket).
+    write_rate_limit: str = Field(default="60/10", pattern=r"^\s*\d+\s*/\s*\d+(\.\d+)?\s*$")
+
+    @property
+    def write_rate(self) -> tuple[int, float]:
+        writes, seconds = self.write_rate_limit.split("/")
+        return int(writes), float(seconds)
 
     # On SIGTERM, /health/ready fails at once and the server keeps serving this long before it
     # stops accepting (core/shutdown.py): a load balancer's health check takes it out first.

@@ -55,6 +55,12 @@ _ERROR_DESCRIPTIONS = {
     401: "Missing, malformed, expired or untrusted token",
     403: "The user id in the path is not the token's subject",
     404: "No such task for this user",
+    409: (
+        "The per-user task limit is reached (create), or this Idempotency-Key's first request "
+        "is still in flight"
+    ),
+    412: "If-Match named a version the task is no longer at; ETag has the current one",
+    422: "This Idempotency-Key came with another request (method, path or body)",
     413: "Request body over 1 MiB",
     429: "Too many requests from this user at once (or too many writes); retry after Retry-After",
     500: "Unexpected error (a bug): a generic detail, never a trace",

@@ -1,6 +1,7 @@
 """The OpenAPI document, finished: what FastAPI does not write (or writes differently) by itself.
 
-- Validation errors are 400 here (listed per route), never FastAPI's 422.
+- Validation errors are 400 here (listed per route), never FastAPI's 422 (the one 422 is an
+  Idempotency-Key that came with another request).
 - Every response carries ``X-Request-ID`` (core.middleware.RequestContextMiddleware).
 - An optional body (``Model | None = None``) is optional, not nullable: FastAPI writes
   ``anyOf [model, null]``, which would invite a JSON ``null`` body.
@@ -42,7 +43,8 @@ def _finished(document: dict[str, Any], bearer: HTTPBearer, secured_prefix: str)
                 operation["security"] = [{name: []}]
             _optional_body_is_not_nullable(operation)
             responses = operation.get("responses", {})
-            responses.pop("422", None)
+            if "HTTPValidationError" in str(responses.get("422", "")):
+                del responses["422"]  # FastAPI's own; an Idempotency-Key's 422 stays
             for response in responses.values():
                 response.setdefault("headers", {})["X-Request-ID"] = REQUEST_ID_HEADER
     schemas = components.get("schemas", {})

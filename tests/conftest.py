@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from core.config import Settings, normalize_url
 from db import migrate
 from main import create_app
-from models import tasks
+from models import IdempotencyKey, tasks
 from tests.keys import ALICE, ASYMMETRIC, SECRET, JwksServer, bearer, generate_key, mint
 
 # The suite configures everything explicitly; nothing from the developer's shell leaks in.
@@ -39,6 +39,7 @@ for _name in (
     os.environ.pop(_name, None)
 
 FRONTEND = "http://localhost:3000"
+UNLIMITED_WRITES = "1000000/1"  # WRITE_RATE_LIMIT for tests that are not about it
 
 # The real Better Auth (Node) and Chromium fixtures: tests/betterauth_fixtures.py.
 pytest_plugins = ("tests.betterauth_fixtures",)
@@ -112,6 +113,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "cors_origins": FRONTEND,
         "db_pool_size": 4,
         "log_level": "WARNING",
+        # Tests write fast, as one user; the limit itself is tested with its own settings.
+        "write_rate_limit": UNLIMITED_WRITES,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -152,6 +155,7 @@ def _clean(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(delete(tasks))
+        conn.execute(delete(IdempotencyKey))
     engine.dispose()
 
 
@@ -242,7 +246,7 @@ class LiveServer:
         self.process = subprocess.Popen(
             command,
             cwd=self.workdir.name,
-            env={**os.environ, **env},
+            env={**os.environ, "WRITE_RATE_LIMIT": UNLIMITED_WRITES, **env},
             stdout=self.log,
             stderr=self.log,
         )

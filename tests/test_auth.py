@@ -29,6 +29,7 @@ from auth import AuthenticatedRoute, CurrentUser, path_user_is_caller
 from core.errors import install_error_handlers
 from core.fairness import FairShare
 from core.middleware import MAX_BODY_BYTES
+from core.rate_limit import WriteRateLimit
 from core.tokens import TokenVerifier
 from models import tasks
 from tests.conftest import make_settings
@@ -699,6 +700,7 @@ def test_alias_mounted_by_include_router_checks_the_path_user_before_the_body_fr
     )
     app.state.verifier = TokenVerifier(make_settings(pg_url), None)
     app.state.fair_share = FairShare(concurrency=4, queue=32, wait_seconds=5)
+    app.state.write_rate = WriteRateLimit(writes=100, seconds=1)
     install_error_handlers(app)
     client = TestClient(app)
     alice = {"Content-Type": "application/json", **bearer(mint(ALICE))}

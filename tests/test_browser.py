@@ -121,6 +121,27 @@ def test_api_error_details_are_readable_from_the_page_sc006(page_run: dict[str, 
     assert shown(page_run, "missing") == {"ok": False, "error": "Error: Task not found"}
 
 
+def test_a_page_on_another_origin_gets_304_412_and_replays_fr012(page_run: dict[str, Any]) -> None:
+    """ETag, If-None-Match, If-Match and Idempotency-Key through CORS, as a browser sends them."""
+    conditional = shown(page_run, "conditional")
+    etag = conditional["etag"]
+    assert etag is not None
+    assert etag.startswith('"')  # readable: ETag is exposed
+    assert conditional["notModified"] == 304
+    assert conditional["stale"] == {
+        "status": 412,
+        "etag": etag,
+        "body": {
+            "detail": (
+                f"The task changed since you read it (its ETag is now {etag}): "
+                "read it again, then retry"
+            )
+        },
+    }
+    assert conditional["first"] == 200
+    assert conditional["retry"] == {"status": 200, "replayed": "true"}
+
+
 def test_origin_not_in_cors_origins_is_refused_by_the_browser_fr012(
     page_run: dict[str, Any], browser_api: LiveServer, better_auth: BetterAuth
 ) -> None:

@@ -39,7 +39,7 @@ from sqlalchemy import create_engine, select, text
 
 import task_store
 from core.config import normalize_url
-from db import PostgresDatabase, migrate
+from db import PostgresDatabase, SQLiteDatabase, migrate
 from models import tasks
 from tests.conftest import LiveServer, running
 from tests.keys import ALICE, SECRET, bearer, mint
@@ -528,9 +528,23 @@ def test_every_statement_that_changes_data_is_known_as_a_write_fr008() -> None:
     }
     statements |= {
         "page": task_store._page("all", True, "created", True, False),
-        "set": task_store._set(frozenset({"title"})),
+        "set": task_store._statement("update", (frozenset({"title"}),), False),
+        "create": task_store._statement("create", (), False),
+        "toggle": task_store._statement("update", ("toggle",), True),
+        "delete": task_store._statement("delete", (), False),
     }
     for name, statement in statements.items():
-        sql = statement.sql(PostgresDatabase.dialect).lstrip().upper()
+        dialect = SQLiteDatabase.dialect if name.endswith("SQLITE") else PostgresDatabase.dialect
+        sql = statement.sql(dialect).lstrip().upper()
         assert statement.writes is sql.startswith(("INSERT", "UPDATE", "DELETE")), name
-    assert {n for n, s in statements.items() if s.writes} == {"CREATE", "TOGGLE", "DELETE", "set"}
+    assert {n for n, s in statements.items() if s.writes} == {
+        "set",
+        "create",
+        "toggle",
+        "delete",
+        "EXPIRED_KEY",
+        "PURGE",
+        "CLAIM_PG",
+        "CLAIM_SQLITE",
+        "STORE_SQLITE",
+    }

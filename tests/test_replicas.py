@@ -30,7 +30,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from core.config import normalize_url
 from tests.betterauth_fixtures import unavailable
-from tests.conftest import FRONTEND
+from tests.conftest import FRONTEND, UNLIMITED_WRITES
 from tests.keys import SECRET, JwksServer, bearer, generate_key, mint
 from tests.test_stateful import run_machine
 
@@ -220,6 +220,7 @@ def cluster(pg_url: str) -> Iterator[Cluster]:
             # accepting (docs/deploy.md).
             "SHUTDOWN_DELAY_SECONDS": "1.5",
             "LOG_LEVEL": "WARNING",
+            "WRITE_RATE_LIMIT": UNLIMITED_WRITES,  # three writers, as fast as they can
         }
         replicas = [Replica(name, env, directory) for name in NAMES]
         balancer: Balancer | None = None

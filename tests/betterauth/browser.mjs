@@ -94,6 +94,36 @@ try {
     ),
   );
 
+  // Conditional requests and retries from this origin (issue 12): the headers CORS must let
+  // through both ways (ETag, Idempotent-Replayed out; If-None-Match, If-Match, Idempotency-Key in).
+  result.steps.conditional = await page.evaluate(async (apiUrl) => {
+    const { authClient } = await import("/page.mjs");
+    const { data } = await authClient.token();
+    const auth = { Authorization: `Bearer ${data.token}` };
+    const listed = await fetch(`${apiUrl}/api/tasks`, { headers: auth }).then((r) => r.json());
+    const url = `${apiUrl}/api/tasks/${listed[0].id}`;
+    const read = await fetch(url, { headers: auth });
+    const etag = read.headers.get("ETag");
+    const again = await fetch(url, { headers: { ...auth, "If-None-Match": etag } });
+    const json = { ...auth, "Content-Type": "application/json" };
+    const stale = await fetch(url, {
+      method: "PATCH",
+      headers: { ...json, "If-Match": '"0"' },
+      body: JSON.stringify({ description: "from a stale tab" }),
+    });
+    const key = { ...json, "Idempotency-Key": `browser-${Date.now()}` };
+    const body = JSON.stringify({ description: "saved once" });
+    const first = await fetch(url, { method: "PATCH", headers: key, body });
+    const retry = await fetch(url, { method: "PATCH", headers: key, body });
+    return {
+      etag,
+      notModified: again.status,
+      stale: { status: stale.status, etag: stale.headers.get("ETag"), body: await stale.json() },
+      first: first.status,
+      retry: { status: retry.status, replayed: retry.headers.get("Idempotent-Replayed") },
+    };
+  }, input.api);
+
   // The same page and session from an origin that CORS_ORIGINS does not list.
   const stranger = await context.newPage();
   stranger.on("console", (message) => result.console.push(`stranger ${message.type()}: ${message.text()}`));

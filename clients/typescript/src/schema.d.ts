@@ -46,11 +46,15 @@ export interface paths {
         /**
          * List the caller's tasks
          * @description A bare JSON array, newest first by default. ``X-Total-Count`` counts every task matching
-         *     the filter; ``Link: <...>; rel="next"`` carries a keyset cursor when there is another page.
+         *     the filter; ``Link: <...>; rel="next"`` carries a keyset cursor when there is another page;
+         *     ``ETag`` changes whenever the page would (``If-None-Match``: 304).
          */
         get: operations["list_tasks"];
         put?: never;
-        /** Create a task */
+        /**
+         * Create a task
+         * @description 201 with the new task; 409 once the caller has ``MAX_TASKS_PER_USER`` tasks.
+         */
         post: operations["create_task"];
         delete?: never;
         options?: never;
@@ -122,11 +126,15 @@ export interface paths {
         /**
          * List the caller's tasks
          * @description A bare JSON array, newest first by default. ``X-Total-Count`` counts every task matching
-         *     the filter; ``Link: <...>; rel="next"`` carries a keyset cursor when there is another page.
+         *     the filter; ``Link: <...>; rel="next"`` carries a keyset cursor when there is another page;
+         *     ``ETag`` changes whenever the page would (``If-None-Match``: 304).
          */
         get: operations["list_tasks_user_path"];
         put?: never;
-        /** Create a task */
+        /**
+         * Create a task
+         * @description 201 with the new task; 409 once the caller has ``MAX_TASKS_PER_USER`` tasks.
+         */
         post: operations["create_task_user_path"];
         delete?: never;
         options?: never;
@@ -373,7 +381,10 @@ export interface operations {
                 /** @description case-insensitive text to find in title or description (at most 200 characters; empty: no search) */
                 search?: string;
             };
-            header?: never;
+            header?: {
+                /** @description An ETag you have: 304 if it is still current */
+                "If-None-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -393,6 +404,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["TaskPublic"][];
                 };
+            };
+            /** @description Not modified: If-None-Match named the current ETag (no body) */
+            304: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Invalid input: the detail says what to correct */
             400: {
@@ -460,7 +480,10 @@ export interface operations {
     create_task: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1 to 255 visible ASCII characters, unique per request you mean: a retry with the same key and request gets the first answer again (Idempotent-Replayed: true), for 24 hours */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -475,6 +498,8 @@ export interface operations {
                 headers: {
                     /** @description The new task's path */
                     Location: string;
+                    /** @description The task's version, a strong entity-tag: send it back in If-Match */
+                    ETag: string;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -507,8 +532,30 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The per-user task limit is reached (create), or this Idempotency-Key's first request is still in flight */
+            409: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Request body over 1 MiB */
             413: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This Idempotency-Key came with another request (method, path or body) */
+            422: {
                 headers: {
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
@@ -560,7 +607,10 @@ export interface operations {
     get_task: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description An ETag you have: 304 if it is still current */
+                "If-None-Match"?: string;
+            };
             path: {
                 /** @description The task's id */
                 task_id: number;
@@ -572,6 +622,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The task's version, a strong entity-tag: send it back in If-Match */
+                    ETag: string;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -579,6 +631,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["TaskPublic"];
                 };
+            };
+            /** @description Not modified: If-None-Match named the current ETag (no body) */
+            304: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Invalid input: the detail says what to correct */
             400: {
@@ -657,7 +718,12 @@ export interface operations {
     update_task: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1 to 255 visible ASCII characters, unique per request you mean: a retry with the same key and request gets the first answer again (Idempotent-Replayed: true), for 24 hours */
+                "Idempotency-Key"?: string;
+                /** @description The ETag you read: written only if the task is still at it, else 412 */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description The task's id */
                 task_id: number;
@@ -673,6 +739,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The task's version, a strong entity-tag: send it back in If-Match */
+                    ETag: string;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -716,8 +784,41 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The per-user task limit is reached (create), or this Idempotency-Key's first request is still in flight */
+            409: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description If-Match named a version the task is no longer at; ETag has the current one */
+            412: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Request body over 1 MiB */
             413: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This Idempotency-Key came with another request (method, path or body) */
+            422: {
                 headers: {
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
@@ -769,7 +870,12 @@ export interface operations {
     delete_task: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1 to 255 visible ASCII characters, unique per request you mean: a retry with the same key and request gets the first answer again (Idempotent-Replayed: true), for 24 hours */
+                "Idempotency-Key"?: string;
+                /** @description The ETag you read: written only if the task is still at it, else 412 */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description The task's id */
                 task_id: number;
@@ -824,6 +930,39 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The per-user task limit is reached (create), or this Idempotency-Key's first request is still in flight */
+            409: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description If-Match named a version the task is no longer at; ETag has the current one */
+            412: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This Idempotency-Key came with another request (method, path or body) */
+            422: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
             429: {
                 headers: {
@@ -866,7 +1005,12 @@ export interface operations {
     patch_task: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1 to 255 visible ASCII characters, unique per request you mean: a retry with the same key and request gets the first answer again (Idempotent-Replayed: true), for 24 hours */
+                "Idempotency-Key"?: string;
+                /** @description The ETag you read: written only if the task is still at it, else 412 */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description The task's id */
                 task_id: number;
@@ -882,6 +1026,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The task's version, a strong entity-tag: send it back in If-Match */
+                    ETag: string;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -925,8 +1071,41 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The per-user task limit is reached (create), or this Idempotency-Key's first request is still in flight */
+            409: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description If-Match named a version the task is no longer at; ETag has the current one */
+            412: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Request body over 1 MiB */
             413: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This Idempotency-Key came with another request (method, path or body) */
+            422: {
                 headers: {
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
@@ -978,7 +1157,12 @@ export interface operations {
     complete_task: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1 to 255 visible ASCII characters, unique per request you mean: a retry with the same key and request gets the first answer again (Idempotent-Replayed: true), for 24 hours */
+                "Idempotency-Key"?: string;
+                /** @description The ETag you read: written only if the task is still at it, else 412 */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description The task's id */
                 task_id: number;
@@ -994,6 +1178,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The task's version, a strong entity-tag: send it back in If-Match */
+                    ETag: string;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -1037,8 +1223,41 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The per-user task limit is reached (create), or this Idempotency-Key's first request is still in flight */
+            409: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description If-Match named a version the task is no longer at; ETag has the current one */
+            412: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Request body over 1 MiB */
             413: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This Idempotency-Key came with another request (method, path or body) */
+            422: {
                 headers: {
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
@@ -1107,7 +1326,10 @@ export interface operations {
                 /** @description case-insensitive text to find in title or description (at most 200 characters; empty: no search) */
                 search?: string;
             };
-            header?: never;
+            header?: {
+                /** @description An ETag you have: 304 if it is still current */
+                "If-None-Match"?: string;
+            };
             path: {
                 /** @description Must equal the token's subject */
                 user_id: string;
@@ -1130,6 +1352,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["TaskPublic"][];
                 };
+            };
+            /** @description Not modified: If-None-Match named the current ETag (no body) */
+            304: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Invalid input: the detail says what to correct */
             400: {
@@ -1208,7 +1439,10 @@ export interface operations {
     create_task_user_path: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1 to 255 visible ASCII characters, unique per request you mean: a retry with the same key and request gets the first answer again (Idempotent-Replayed: true), for 24 hours */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description Must equal the token's subject */
                 user_id: string;
@@ -1226,6 +1460,8 @@ export interface operations {
                 headers: {
                     /** @description The new task's path */
                     Location: string;
+                    /** @description The task's version, a strong entity-tag: send it back in If-Match */
+                    ETag: string;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -1269,8 +1505,30 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The per-user task limit is reached (create), or this Idempotency-Key's first request is still in flight */
+            409: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Request body over 1 MiB */
             413: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This Idempotency-Key came with another request (method, path or body) */
+            422: {
                 headers: {
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
@@ -1322,7 +1580,10 @@ export interface operations {
     get_task_user_path: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description An ETag you have: 304 if it is still current */
+                "If-None-Match"?: string;
+            };
             path: {
                 /** @description The task's id */
                 task_id: number;
@@ -1336,6 +1597,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The task's version, a strong entity-tag: send it back in If-Match */
+                    ETag: string;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -1343,6 +1606,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["TaskPublic"];
                 };
+            };
+            /** @description Not modified: If-None-Match named the current ETag (no body) */
+            304: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Invalid input: the detail says what to correct */
             400: {
@@ -1432,7 +1704,12 @@ export interface operations {
     update_task_user_path: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1 to 255 visible ASCII characters, unique per request you mean: a retry with the same key and request gets the first answer again (Idempotent-Replayed: true), for 24 hours */
+                "Idempotency-Key"?: string;
+                /** @description The ETag you read: written only if the task is still at it, else 412 */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description The task's id */
                 task_id: number;
@@ -1450,6 +1727,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The task's version, a strong entity-tag: send it back in If-Match */
+                    ETag: string;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -1504,8 +1783,41 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The per-user task limit is reached (create), or this Idempotency-Key's first request is still in flight */
+            409: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description If-Match named a version the task is no longer at; ETag has the current one */
+            412: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Request body over 1 MiB */
             413: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This Idempotency-Key came with another request (method, path or body) */
+            422: {
                 headers: {
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
@@ -1557,7 +1869,12 @@ export interface operations {
     delete_task_user_path: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1 to 255 visible ASCII characters, unique per request you mean: a retry with the same key and request gets the first answer again (Idempotent-Replayed: true), for 24 hours */
+                "Idempotency-Key"?: string;
+                /** @description The ETag you read: written only if the task is still at it, else 412 */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description The task's id */
                 task_id: number;
@@ -1625,6 +1942,39 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The per-user task limit is reached (create), or this Idempotency-Key's first request is still in flight */
+            409: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description If-Match named a version the task is no longer at; ETag has the current one */
+            412: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This Idempotency-Key came with another request (method, path or body) */
+            422: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Too many requests from this user at once (or too many writes); retry after Retry-After */
             429: {
                 headers: {
@@ -1667,7 +2017,12 @@ export interface operations {
     patch_task_user_path: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1 to 255 visible ASCII characters, unique per request you mean: a retry with the same key and request gets the first answer again (Idempotent-Replayed: true), for 24 hours */
+                "Idempotency-Key"?: string;
+                /** @description The ETag you read: written only if the task is still at it, else 412 */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description The task's id */
                 task_id: number;
@@ -1685,6 +2040,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The task's version, a strong entity-tag: send it back in If-Match */
+                    ETag: string;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -1739,8 +2096,41 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The per-user task limit is reached (create), or this Idempotency-Key's first request is still in flight */
+            409: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description If-Match named a version the task is no longer at; ETag has the current one */
+            412: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Request body over 1 MiB */
             413: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This Idempotency-Key came with another request (method, path or body) */
+            422: {
                 headers: {
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
@@ -1792,7 +2182,12 @@ export interface operations {
     complete_task_user_path: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description 1 to 255 visible ASCII characters, unique per request you mean: a retry with the same key and request gets the first answer again (Idempotent-Replayed: true), for 24 hours */
+                "Idempotency-Key"?: string;
+                /** @description The ETag you read: written only if the task is still at it, else 412 */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description The task's id */
                 task_id: number;
@@ -1810,6 +2205,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The task's version, a strong entity-tag: send it back in If-Match */
+                    ETag: string;
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
                     [name: string]: unknown;
@@ -1864,8 +2261,41 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The per-user task limit is reached (create), or this Idempotency-Key's first request is still in flight */
+            409: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description If-Match named a version the task is no longer at; ETag has the current one */
+            412: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Request body over 1 MiB */
             413: {
+                headers: {
+                    /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This Idempotency-Key came with another request (method, path or body) */
+            422: {
                 headers: {
                     /** @description The request's id (the caller's X-Request-ID when it is a plain token) */
                     "X-Request-ID"?: string;
