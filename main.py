@@ -70,9 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.drain = drain
-    app.state.fair_share = FairShare(
-        settings.per_user_concurrency, settings.per_user_queue, settings.per_user_wait_seconds
-    )
+    share = settings.per_user_queue, settings.per_user_wait_seconds
+    app.state.fair_share = FairShare(settings.per_user_concurrency, *share)
+    app.state.long_pages = FairShare(1, *share)  # core/fairness.py: one long page at a time
     app.state.write_rate = WriteRateLimit(*settings.write_rate)
 
     install_error_handlers(app)

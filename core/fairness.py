@@ -8,6 +8,12 @@ apart. A request holds at most one database connection, so a user also never hol
 ``PER_USER_CONCURRENCY`` of the pool's connections: with the defaults (4 of 10) six always
 remain for everyone else.
 
+A long page (more than ``LONG_PAGE_ROWS`` rows) is the dearest request there is: turning a
+thousand rows into JSON holds the process's CPU, and PostgreSQL walks that many index entries.
+Besides its turn it takes the user's one long-page turn (``long_pages``, a second gate with one
+turn per user): a user's long pages are served one at a time, so the others' requests never
+queue behind several of them (docs/performance.md, the noisy-neighbour figures).
+
 Per process, like the pool: with N workers or replicas a user may have N times as many.
 """
 
@@ -20,6 +26,7 @@ from dataclasses import dataclass, field
 from starlette.exceptions import HTTPException
 
 RETRY_AFTER_SECONDS = "1"
+LONG_PAGE_ROWS = 100  # the default page; up to 1,000 may be asked for
 
 
 class TooManyAtOnce(HTTPException):

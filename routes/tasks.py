@@ -12,6 +12,7 @@ pydantic would write (tests/test_performance_contract.py compares them).
 """
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import nullcontext
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -25,6 +26,7 @@ from starlette.exceptions import HTTPException
 import task_store
 from auth import AuthenticatedRoute, CurrentUser
 from core.errors import error_responses
+from core.fairness import LONG_PAGE_ROWS
 from db import Database, get_database
 from routes.conditions import (
     KEY_IN_FLIGHT,
@@ -194,7 +196,9 @@ async def list_tasks(
     the filter; ``Link: <...>; rel="next"`` carries a keyset cursor when there is another page;
     ``ETag`` changes whenever the page would (``If-None-Match``: 304)."""
     limit = request.app.state.settings.max_tasks_per_user
-    page = await task_store.list_page(database, caller.id, query, count_limit=limit)
+    long_page = query.limit > LONG_PAGE_ROWS  # one at a time per user (core/fairness.py)
+    async with request.app.state.long_pages.turn(caller.id) if long_page else nullcontext():
+        page = await task_store.list_page(database, caller.id, query, count_limit=limit)
     headers = {"X-Total-Count": str(page.total), "ETag": page.etag}
     if page.next is not None:
         kept = [

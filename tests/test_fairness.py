@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from core.fairness import FairShare, TooManyAtOnce
+from core.fairness import LONG_PAGE_ROWS, FairShare, TooManyAtOnce
 from tests.keys import ALICE, BOB, bearer, mint
 
 
@@ -124,3 +124,39 @@ def test_a_user_over_its_share_gets_429_while_others_are_served_fr008(
     assert refused.headers["retry-after"] == "1"
     assert served.status_code == 200
     assert client.get("/api/tasks", headers=bearer(mint(ALICE))).status_code == 200  # and back
+
+
+def test_a_users_long_pages_are_served_one_at_a_time_others_are_not_held_fr008(
+    app_factory: Callable[..., TestClient],
+) -> None:
+    # Alice has a long page in flight (her one long-page turn is held). Another long page of
+    # hers waits for it (here: a queue of 0, so 429 at once); her short pages, and Bob's long
+    # page, are served meanwhile.
+    client = app_factory(per_user_concurrency=4, per_user_queue=0)
+    assert isinstance(client.app, FastAPI)
+    assert client.portal is not None
+    gate: FairShare = client.app.state.long_pages
+    held, release = threading.Event(), threading.Event()
+
+    async def alice_long_page_in_flight() -> None:
+        async with gate.turn(ALICE):
+            held.set()
+            await anyio.to_thread.run_sync(release.wait, 10)
+
+    alice, bob = bearer(mint(ALICE)), bearer(mint(BOB))
+    running = client.portal.start_task_soon(alice_long_page_in_flight)
+    try:
+        assert held.wait(5)
+        refused = client.get(f"/api/tasks?limit={LONG_PAGE_ROWS + 1}", headers=alice)
+        short = client.get(f"/api/tasks?limit={LONG_PAGE_ROWS}", headers=alice)
+        others = client.get("/api/tasks?limit=1000", headers=bob)
+    finally:
+        release.set()
+        running.result(10)
+    assert refused.status_code == 429
+    assert refused.json() == {"detail": "Too many requests from this user at once; retry shortly"}
+    assert refused.headers["retry-after"] == "1"
+    assert short.status_code == 200
+    assert others.status_code == 200
+    assert client.get("/api/tasks?limit=1000", headers=alice).status_code == 200  # and back
+    assert gate._users == {}
