@@ -397,8 +397,8 @@ class PostgresDatabase(Database):
     ) -> list[Row]:
         cursor = connection.cursor()
         await cursor.execute(statement, values)
-        if self._prefix:
-            cursor.nextset()  # past the SET's empty result, to the statement's
+        while cursor.description is None and cursor.nextset():
+            pass  # past the SETs' empty results, to the statement's
         if cursor.description is None:
             return []
         rows = await cursor.fetchmany(ROWS_PER_TURN)

@@ -535,7 +535,7 @@ def test_every_statement_that_changes_data_is_known_as_a_write_fr008() -> None:
     }
     for name, statement in statements.items():
         dialect = SQLiteDatabase.dialect if name.endswith("SQLITE") else PostgresDatabase.dialect
-        sql = statement.sql(dialect).lstrip().upper()
+        sql = statement.compiled(dialect).lstrip().upper()
         assert statement.writes is sql.startswith(("INSERT", "UPDATE", "DELETE")), name
     assert {n for n, s in statements.items() if s.writes} == {
         "set",

@@ -17,14 +17,18 @@ collation agrees with Python's ordering. Tasks are created one after another, so
 import base64
 import json
 import re
+import uuid
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
+import task_store
+from db import PostgresDatabase
 from tests.conftest import insert_rows
 from tests.keys import ALICE, BOB, bearer, mint
 
@@ -792,3 +796,64 @@ def test_bad_search_is_400_fr008(
 ) -> None:
     response = client.get("/api/tasks", params={"search": text}, headers=alice)
     assert_error(response, detail, ["query", "search"], kind)
+
+
+# ---- every list shape is an index walk (issue 15) -----------------------------------------------
+
+SORT_INDEXES = {
+    "created": "ix_tasks_user_created",
+    "updated": "ix_tasks_user_updated",
+    "title": "ix_tasks_user_title",
+}
+
+
+@pytest.mark.parametrize("sort", ["created", "updated", "title"])
+def test_every_sort_is_an_index_walk_even_at_the_deepest_offset_at_the_cap_fr008(
+    pg_url: str, sort: str
+) -> None:
+    # The service's own page statement, as sent (with its planner settings), for a user with
+    # 10,000 tasks (the cap) among 20,000 rows of 200 others, written interleaved as a live
+    # service writes them: page 1 and ?limit=1000&offset=9000 walk the sort's index, never read
+    # and sort all of the user's rows (a deep page cost 3x as much that way).
+    heavy = f"heavy{uuid.uuid4().hex}"
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO tasks (user_id, title, created_at, updated_at) "
+                "SELECT CASE WHEN g % 3 = 0 THEN 'other' || (g % 200) ELSE :heavy END, "
+                "'Task ' || md5(g::text), now() - g * interval '1 s', now() - g * interval '1 s' "
+                "FROM generate_series(1, 15000) g"
+            ),
+            {"heavy": heavy},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO tasks (user_id, title) SELECT 'other' || (g % 200), 'x' || g "
+                "FROM generate_series(1, 15000) g"
+            )
+        )
+        conn.execute(sa.text("ANALYZE tasks"))
+    try:
+        statement = task_store._page("all", False, sort, sort != "title", False)
+        for limit, offset in ((51, 0), (1001, 9000)):
+            with engine.begin() as conn:
+                conn.exec_driver_sql(statement.planner)
+                plan = "\n".join(
+                    row[0]
+                    for row in conn.exec_driver_sql(
+                        "EXPLAIN (COSTS OFF) " + statement.compiled(PostgresDatabase.dialect),
+                        {"owner": heavy, "limit": limit, "offset": offset, "count_limit": 10_000},
+                    )
+                )
+            page = plan.split("\n  ->  ", 1)[1]  # the page under Limit (the count is an InitPlan)
+            assert page.startswith("Index Scan"), plan
+            assert SORT_INDEXES[sort] in page.splitlines()[0], plan
+            assert "Sort" not in page, plan
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("DELETE FROM tasks WHERE user_id = :heavy OR user_id LIKE 'other%'"),
+                {"heavy": heavy},
+            )
+        engine.dispose()
