@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 import task_store  # noqa: E402
 from bench import seed  # noqa: E402
 from bench.netdelay import DelayProxy  # noqa: E402
+from core.config import Settings  # noqa: E402
 from db import PostgresDatabase  # noqa: E402
 from schemas import TaskListQuery  # noqa: E402
 from tests.keys import JwksServer, generate_key, mint  # noqa: E402
@@ -53,6 +54,7 @@ USERS = 1_000
 BIG_USERS = 10_000
 CONNECTIONS = 64
 PAGE = "/api/tasks?limit=50"
+COUNT_LIMIT = Settings.model_fields["max_tasks_per_user"].default  # X-Total-Count counts this far
 
 
 def log(message: str) -> None:
@@ -368,25 +370,43 @@ def nth_page_path(server: Server, token: str, page: int) -> str:
     return path
 
 
-def plans(ctx: Context, page_200: str) -> None:
-    cursor = page_200.split("cursor=", 1)[1]
-    for label, query in (
-        ("page 1", TaskListQuery(limit=50)),
-        ("page 200", TaskListQuery(limit=50, cursor=cursor)),
-    ):
-        position = query.position
-        statement = task_store._page(
-            query.status_value, query.sort_key, query.descending, position is not None
-        )
-        params: dict[str, object] = {
-            "owner": seed.HEAVY_USER,
-            "offset": query.offset,
-            "limit": query.limit + 1,
-        }
-        if position is not None:
-            params.update(after_value=position.value, after_id=position.id)
-        plan = seed.explain(ctx.small, statement.sql(PostgresDatabase.dialect), params)
-        ctx.report.append(f"\nQuery plan, heavy user, {label} (EXPLAIN ANALYZE):\n{plan}")
+PLANNED_PAGES: tuple[tuple[str, dict[str, int]], ...] = (
+    ("page 1", {"limit": 50}),
+    ("?limit=1000&offset=9000 (the noisy neighbour's page)", {"limit": 1000, "offset": 9000}),
+    ("the page after row 9,950 (Link cursor)", {"limit": 50, "after_row": 9950}),
+)
+
+
+def plans(ctx: Context) -> None:
+    """``EXPLAIN ANALYZE`` of the product's own list statement for the heavy user (10,000 tasks),
+    every sort key, page 1, the deepest offset page and a keyset page as deep."""
+    for sort in ("created", "updated", "title"):
+        for label, shape in PLANNED_PAGES:
+            query = TaskListQuery.model_validate({"sort": sort, "limit": shape["limit"]})
+            params: dict[str, object] = {
+                "owner": seed.HEAVY_USER,
+                "offset": shape.get("offset", 0),
+                "limit": query.limit + 1,
+                "count_limit": COUNT_LIMIT,
+            }
+            after = "after_row" in shape
+            if after:  # the position a Link cursor would carry: row 9,950's sort value and id
+                first = task_store._page(
+                    query.status_value, False, query.sort_key, query.descending, False
+                )
+                row = seed.fetch_row(
+                    ctx.small,
+                    first.compiled(PostgresDatabase.dialect),
+                    {**params, "offset": shape["after_row"] - 1, "limit": 1},
+                )
+                key = task_store.FIELDS.index(task_store.SORT_FIELDS[query.sort_key])
+                params.update(after_value=row[key], after_id=row[0])
+            statement = task_store._page(
+                query.status_value, False, query.sort_key, query.descending, after
+            )
+            sql = statement.compiled(PostgresDatabase.dialect)
+            plan = seed.explain(ctx.small, sql, params, setup=statement.planner)
+            ctx.report.append(f"\nQuery plan, heavy user, sort={sort}, {label}:\n{plan}")
 
 
 def flatness(ctx: Context) -> None:
@@ -404,7 +424,6 @@ def flatness(ctx: Context) -> None:
             args.repeat,
         )
         page_200 = nth_page_path(small, ctx.heavy_token, 200)
-        plans(ctx, page_200)
         pages = interleaved(
             "heavy user (10,000 tasks)",
             {
@@ -502,6 +521,7 @@ def versus(ctx: Context, workers: int) -> None:
 # ---- the database 10 ms away ------------------------------------------------------------------
 
 REMOTE_RTT_MS = 10.0
+LOOPBACK_OPERATIONS = {"list", "get", "create", "update", "toggle", "eddsa", "floor"}
 REMOTE_OPERATIONS = ("list", "get", "create", "update", "toggle", "delete")
 REMOTE_TITLE = "Remote benchmark task"
 
@@ -611,8 +631,9 @@ def main() -> None:
     parser.add_argument("--pool-size", type=int, default=10, help="DB_POOL_SIZE of both")
     parser.add_argument(
         "--operations",
-        default="remote,list,get,create,update,toggle,eddsa,floor,flat",
-        help="a subset of remote (PostgreSQL 10 ms away: round trips and latency of every "
+        default="plans,remote,list,get,create,update,toggle,eddsa,floor,flat",
+        help="a subset of plans (the list's query plans at 10,000 tasks, every sort), remote "
+        "(PostgreSQL 10 ms away: round trips and latency of every "
         "endpoint), list,get,create,update,toggle (loopback load), eddsa (GET list with EdDSA "
         "tokens), floor (GET /health: no token, no database), flat (1M rows, page 200)",
     )
@@ -646,12 +667,15 @@ def main() -> None:
                 took = seed.seed(ctx.big, BIG_USERS)
                 log(f"seeded {seed.row_count(ctx.big):,} rows in {took:.1f} s")
             write_tokens(ctx)
+            if "plans" in args.operations:
+                plans(ctx)
             if "remote" in args.operations:
                 remote(ctx)
             if "flat" in args.operations:
                 flatness(ctx)
-            for workers in args.workers.split(","):
-                versus(ctx, int(workers))
+            if args.operations & LOOPBACK_OPERATIONS:
+                for workers in args.workers.split(","):
+                    versus(ctx, int(workers))
         finally:
             for server in list(RUNNING):
                 server.stop()

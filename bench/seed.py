@@ -108,10 +108,22 @@ def row_count(database_url: str) -> int:
         return int(str(count))
 
 
-def explain(database_url: str, sql: str, params: dict[str, object]) -> str:
-    with connect(database_url) as connection, connection.cursor() as cursor:
+def explain(database_url: str, sql: str, params: dict[str, object], setup: str = "") -> str:
+    """The plan of ``sql`` as run, after ``setup`` (``SET LOCAL``s) in the same transaction."""
+    with connect(database_url) as connection, connection.transaction():
+        cursor = connection.cursor()
+        if setup:
+            cursor.execute(setup.encode())
         cursor.execute(("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql).encode(), params)
         return "\n".join(str(row[0]) for row in cursor.fetchall())
+
+
+def fetch_row(database_url: str, sql: str, params: dict[str, object]) -> tuple[object, ...]:
+    with connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute(sql.encode(), params)
+        row = cursor.fetchone()
+        assert row is not None, sql
+        return row
 
 
 def task_ids(database_url: str, user: str) -> list[int]:
