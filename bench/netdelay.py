@@ -89,6 +89,15 @@ class DelayProxy:
             client_out.close()
             return
         self.connections += 1
+        # Both ends of a PostgreSQL connection turn Nagle's algorithm off, and so must the
+        # proxy: asyncio does it only for sockets made with proto=IPPROTO_TCP, which the
+        # listener's accepted sockets are not. Without it a result over 8 KiB (PostgreSQL's
+        # send buffer) left in two writes and the second waited for the client's delayed ACK:
+        # 40 ms added to every 50-task list, by the proxy, not by the network it stands for.
+        for stream in (client_out, server_out):
+            sock = stream.get_extra_info("socket")
+            if sock is not None and sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         server_spoke_last = [True]  # the client's first write is a round trip too
 
         def client_wrote() -> None:
